@@ -1,0 +1,1 @@
+"""Offline procedural domains: scenes rendered with consistent image, mask and depth."""

@@ -1,0 +1,152 @@
+"""`tmx`: plan, run, report and browse a transfer study.
+
+    tmx run configs/demo.yaml          # every job without a FINISHED run, on local Ray
+    tmx report configs/demo.yaml       # outputs/demo/report.html and gains.csv
+    tmx ui configs/demo.yaml           # the MLflow UI on 127.0.0.1
+
+Bad input exits with status 2 and one line naming the file, the field and
+what was expected, before Ray or MLflow start.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from matrix.spec import SpecError, Study, load_study
+
+
+def _fail(message: str, status: int = 2) -> None:
+    click.echo(f"tmx: {message}", err=True)
+    sys.exit(status)
+
+
+def _study(path: str) -> Study:
+    try:
+        study = load_study(path)
+    except SpecError as e:
+        _fail(str(e))
+    from tasks.backbone import imagenet_weights_path
+
+    if study.init == "imagenet" and imagenet_weights_path(study.backbone) is None:
+        home = os.environ.get("TORCH_HOME", "~/.cache/torch")
+        _fail(f"{path}: init: 'imagenet' needs local weights for {study.backbone!r}, never downloaded: "
+              f"place them at {home}/hub/checkpoints/{study.backbone}.safetensors, or use init: generic")  # fmt: skip
+    return study
+
+
+def _tracking_uri(study: Study, uri: str | None) -> str:
+    from matrix.tracking import default_tracking_uri
+
+    return uri or default_tracking_uri(study.out)
+
+
+study_arg = click.argument("study_file", metavar="STUDY", type=click.Path(dir_okay=False))
+uri_opt = click.option("--tracking-uri", help="MLflow tracking URI (default: sqlite in the study's output folder)")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Transfer-learning studies across image domains and task types."""
+
+
+@main.command()
+@study_arg
+@click.option("--jobs", "show_jobs", is_flag=True, help="List every job with its key.")
+def plan(study_file: str, show_jobs: bool) -> None:
+    """Print the jobs a study consists of, per kind, target size and seed."""
+    from matrix.plan import count_by_kind
+    from matrix.plan import plan as make_plan
+
+    study = _study(study_file)
+    jobs = make_plan(study)
+    click.echo(f"study {study.name}: {len(jobs)} jobs")
+    for kind, n in count_by_kind(jobs).items():
+        click.echo(f"  {kind:<9} {n}")
+    for size in study.target_sizes:
+        for seed in study.seeds:
+            n = sum(1 for j in jobs if j.kind in ("transfer", "baseline") and j.train.count == size and j.seed == seed)
+            click.echo(f"  target size {size}, seed {seed}: {n} finetunes")
+    if show_jobs:
+        for job in jobs:
+            click.echo(f"{job.key}  {job.name}")
+
+
+@main.command()
+@study_arg
+@uri_opt
+@click.option("--address", help="Ray cluster address (default: start an embedded local cluster)")
+@click.option("--max-parallel", type=click.IntRange(min=1), help="Jobs at once on the local cluster (default: CPUs)")
+def run(study_file: str, tracking_uri: str | None, address: str | None, max_parallel: int | None) -> None:
+    """Run every job of STUDY that has no FINISHED run yet."""
+    from matrix.jobs import CheckpointStore
+    from matrix.plan import plan as make_plan
+    from matrix.scheduler import run_jobs
+    from matrix.tracking import Tracker
+
+    study = _study(study_file)
+    jobs = make_plan(study)
+    study.out.mkdir(parents=True, exist_ok=True)
+    uri = _tracking_uri(study, tracking_uri)
+    tracker = Tracker(uri, study.name, artifact_root=study.out / "mlartifacts")
+    summary = run_jobs(jobs, tracker, CheckpointStore(study.out / "checkpoints"), address, max_parallel)
+    if summary.launched == 0:
+        click.echo(f"Nothing to run: all {summary.total} jobs of study {study.name!r} already have a FINISHED run "
+                   f"in {uri}. No job launched.")  # fmt: skip
+        return
+    done = ", ".join(f"{n} {k}" for k, n in summary.finished.items()) or "none"
+    click.echo(f"Launched {summary.launched} jobs ({summary.already_done} were already done): finished {done}; "
+               f"{len(summary.failed)} failed, {len(summary.skipped)} skipped.")  # fmt: skip
+    for name, reason in summary.failed.items():
+        click.echo(f"  failed: {name}: {reason}")
+    for name, reason in summary.skipped.items():
+        click.echo(f"  skipped: {name}: {reason}")
+    click.echo(f"Runs: {uri}; next: tmx report {study_file}")
+    if summary.failed or summary.skipped:
+        sys.exit(1)
+
+
+@main.command()
+@study_arg
+@uri_opt
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for report.html (default: the study's)")
+def report(study_file: str, tracking_uri: str | None, output: str | None) -> None:
+    """Write report.html and gains.csv from the study's finished runs."""
+    from analysis.load import load_runs
+    from analysis.report import write_report
+
+    study = _study(study_file)
+    uri = _tracking_uri(study, tracking_uri)
+    if tracking_uri is None and not (study.out / "mlflow.db").exists():
+        _fail(f"{study_file}: no runs yet: {study.out / 'mlflow.db'} does not exist; run `tmx run {study_file}` first")
+    try:
+        runs = load_runs(uri, study.name)
+    except LookupError as e:
+        _fail(str(e))
+    paths = write_report(runs, Path(output) if output else study.out, study.name)
+    click.echo(f"Wrote {paths['html']} and {paths['csv']} ({len(runs)} finished runs)")
+
+
+@main.command()
+@study_arg
+@uri_opt
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+def ui(study_file: str, tracking_uri: str | None, port: int) -> None:
+    """Serve the MLflow UI for the study's runs on 127.0.0.1."""
+    study = _study(study_file)
+    uri = _tracking_uri(study, tracking_uri)
+    click.echo(f"MLflow UI for study {study.name!r} at http://127.0.0.1:{port} (Ctrl-C to stop)")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true"}
+    try:
+        sys.exit(subprocess.call(cmd, env=env))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Running one job: `execute(job, upstream, store) -> JobResult`. Imports neither Ray nor MLflow.
+
+The scheduler calls it inside a Ray task; tests may call it in-process. The
+only durable outputs are the returned result (the tracker logs it) and, for
+jobs that others build on, a checkpoint written atomically to the store.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from domains import Sample, SyntheticDataset
+from matrix.plan import DataRef, Job
+from tasks import get_task
+from tasks.model import build_model
+from tasks.train import LossCurve, Schedule, evaluate, materialize, train
+from tasks.transfer import TransferReport, save_checkpoint, transfer
+
+HAS_DEPENDANTS = ("pretrain", "source")  # kinds whose checkpoint another job loads
+
+
+@dataclass
+class JobResult:
+    key: str
+    metrics: dict[str, float]
+    primary_metric: str
+    higher_is_better: bool
+    checkpoint: str | None = None
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    started: float = 0.0
+    ended: float = 0.0
+
+
+class CheckpointStore:
+    """Checkpoints addressed by job key under a root folder: ROOT/ab/abcdef....pt."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.pt"
+
+
+def dataset(ref: DataRef, image_size: int) -> SyntheticDataset:
+    return SyntheticDataset(ref.dataset, ref.domain, ref.split, ref.count, image_size, ref.seed, ref.mix)
+
+
+@lru_cache(maxsize=16)
+def _materialized(ref: DataRef, image_size: int) -> Sample:
+    """Rendered once per worker process: transfers onto one target share its subset."""
+    return materialize(dataset(ref, image_size))
+
+
+def execute(job: Job, upstream: JobResult | None, store: CheckpointStore) -> JobResult:
+    """Train `job` (from `upstream`'s checkpoint when it has one), evaluate it, return its result."""
+    started = time.time()
+    task = get_task(job.task)
+    info = dataset(job.train, job.image_size).info
+    fresh_init = "imagenet" if job.init == "imagenet" and job.upstream is None else "scratch"
+    model = build_model(job.backbone, job.task, info, job.seed, init=fresh_init)
+    report = TransferReport()
+    if job.upstream is not None:
+        if upstream is None or upstream.checkpoint is None:
+            raise RuntimeError(f"{job.name}: upstream job {job.upstream} left no checkpoint")
+        report = transfer(model, upstream.checkpoint)
+    curve = LossCurve(every=max(1, job.schedule["steps"] // 20))
+    train(model, task, _materialized(job.train, job.image_size), Schedule(**job.schedule), job.seed, (curve,))
+    metrics = evaluate(model, task, _materialized(job.eval, job.image_size), task.metric(info))
+    checkpoint = None
+    if job.kind in HAS_DEPENDANTS:
+        meta = {"key": job.key, "backbone": job.backbone, "task": job.task, "classes": list(info.classes)}
+        checkpoint = str(save_checkpoint(model, store.path(job.key), meta))
+    return JobResult(
+        key=job.key, metrics=metrics, primary_metric=task.primary_metric, higher_is_better=task.higher_is_better,
+        checkpoint=checkpoint, curve=curve.points, moved=report.moved, skipped=report.skipped,
+        started=started, ended=time.time(),
+    )  # fmt: skip

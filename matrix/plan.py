@@ -1,0 +1,136 @@
+"""From a study to its job DAG: pretrain -> sources -> transfers, and a baseline per target.
+
+    jobs = plan(study)       # topological order: every job after its upstream
+
+A job is a pure description. Its `key` hashes everything that determines its
+result, its upstream job's key included, so a changed source changes the keys
+of every transfer built on it, and an unchanged job keeps its key across runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from domains import MIXED
+from matrix.spec import DatasetSpec, Study
+
+PROTOCOL = 1  # bump when the meaning of a job changes, so old results are not reused
+KINDS = ("pretrain", "source", "transfer", "baseline")
+Kind = Literal["pretrain", "source", "transfer", "baseline"]
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """`count` samples from the start of `split` of one procedural dataset."""
+
+    dataset: str
+    domain: str
+    seed: int
+    split: str
+    count: int
+    mix: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: Kind
+    task: str  # the task type trained and evaluated
+    train: DataRef
+    eval: DataRef
+    schedule: dict[str, Any]  # TrainSpec fields
+    seed: int
+    init: str  # the study's init: generic, imagenet or scratch
+    backbone: str
+    image_size: int
+    upstream: str | None  # key of the job whose backbone this one starts from
+    source: tuple[str, str, str] | None = None  # (dataset, domain, task) the backbone was trained on
+    key: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        content = {k: v for k, v in asdict(self).items() if k != "key"}
+        content["protocol"] = PROTOCOL
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=list).encode()).hexdigest()
+        object.__setattr__(self, "key", digest[:20])
+
+    @property
+    def name(self) -> str:
+        target = f"{self.train.dataset}/{self.task}"
+        if self.kind == "transfer":
+            return f"transfer {self.source[0]}/{self.source[2]} -> {target} n={self.train.count} seed={self.seed}"
+        if self.kind == "baseline":
+            return f"baseline {self.init} -> {target} n={self.train.count} seed={self.seed}"
+        return f"{self.kind} {target}"
+
+    def tags(self, study: str) -> dict[str, str]:
+        """The run tags every job carries (the analysis joins on them)."""
+        src = self.source or ("none", "none", "none")
+        return {
+            "study": study,
+            "kind": self.kind,
+            "job_key": self.key,
+            "upstream_key": self.upstream or "none",
+            "source_dataset": src[0],
+            "source_domain": src[1],
+            "source_task": src[2],
+            "target_dataset": self.train.dataset,
+            "target_domain": self.train.domain,
+            "target_task": self.task,
+            "target_size": str(self.train.count),
+            "seed": str(self.seed),
+            "init": self.init,
+        }
+
+
+def _ref(ds: DatasetSpec, split: str, count: int) -> DataRef:
+    return DataRef(ds.name, ds.domain, ds.seed, split, count)
+
+
+def plan(study: Study) -> list[Job]:
+    """Every job of `study`, each after its upstream. Transfers onto the identical (dataset, task) are excluded."""
+    common = {"init": study.init, "backbone": study.backbone, "image_size": study.image_size}
+    jobs: list[Job] = []
+    root: Job | None = None
+    if study.init == "generic":
+        pt = study.pretrain
+        mix = pt.domains
+        root = Job(
+            kind="pretrain", task=pt.task,
+            train=DataRef(f"{study.name}-pretrain", MIXED, pt.seed, "train", pt.train, mix),
+            eval=DataRef(f"{study.name}-pretrain", MIXED, pt.seed, "val", pt.val, mix),
+            schedule=pt.schedule.model_dump(), seed=pt.seed, upstream=None, **common,
+        )  # fmt: skip
+        jobs.append(root)
+    root_key = root.key if root else None
+
+    pairs = [(ds, task) for ds in study.datasets for task in study.dataset_tasks(ds)]
+    sources = {}
+    for ds, task in pairs:
+        src = Job(
+            kind="source", task=task, train=_ref(ds, "train", ds.train), eval=_ref(ds, "val", ds.val),
+            schedule=study.source.model_dump(), seed=study.source_seed, upstream=root_key,
+            source=(ds.name, ds.domain, task), **common,
+        )  # fmt: skip
+        sources[(ds.name, task)] = src
+        jobs.append(src)
+
+    finetune = study.finetune.model_dump()
+    for size in study.target_sizes:
+        for seed in study.seeds:
+            for ds, task in pairs:
+                target = {"task": task, "train": _ref(ds, "train", size), "eval": _ref(ds, "val", ds.val),
+                          "schedule": finetune, "seed": seed, **common}  # fmt: skip
+                jobs.append(Job(kind="baseline", upstream=root_key, **target))
+                for (src_name, src_task), src in sources.items():
+                    if (src_name, src_task) == (ds.name, task):
+                        continue
+                    jobs.append(Job(kind="transfer", upstream=src.key, source=src.source, **target))
+    return jobs
+
+
+def count_by_kind(jobs: list[Job]) -> dict[str, int]:
+    counts = Counter(j.kind for j in jobs)
+    return {k: counts[k] for k in KINDS if counts[k]}

@@ -1,0 +1,108 @@
+"""MLflow tracking: one experiment per study, one run per job. The only module that imports mlflow.
+
+A job's run carries the tags of `Job.tags` (study, kind, job_key, source_*,
+target_*, target_size, seed, init), the primary metric's name and direction,
+the job's metrics (and its training curve as `train_loss` by step), and the
+checkpoint path of jobs that others build on. A job whose key has a FINISHED
+run is done; the scheduler never runs it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from matrix.jobs import JobResult
+from matrix.plan import Job
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def default_tracking_uri(out: Path) -> str:
+    """The study's own sqlite store: OUT/mlflow.db."""
+    return f"sqlite:///{(out / 'mlflow.db').resolve()}"
+
+
+def _ms(t: float) -> int:
+    return int(t * 1000)
+
+
+class Tracker:
+    def __init__(self, uri: str, study: str, artifact_root: Path | None = None) -> None:
+        from mlflow import MlflowClient
+
+        self.uri, self.study = uri, study
+        self.client = MlflowClient(tracking_uri=uri)
+        exp = self.client.get_experiment_by_name(study)
+        if exp is not None:
+            self.experiment_id = exp.experiment_id
+        else:
+            location = artifact_root.resolve().as_uri() if artifact_root is not None else None
+            self.experiment_id = self.client.create_experiment(study, artifact_location=location)
+
+    def runs(self, status: str | None = "FINISHED") -> list:
+        """Every run of the study (with `status`, if given), paging through the store."""
+        query = f"attributes.status = '{status}'" if status else ""
+        out, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
+
+    def finished(self) -> dict[str, JobResult]:
+        """job_key -> the result of its FINISHED run (metrics and checkpoint)."""
+        done = {}
+        for run in self.runs("FINISHED"):
+            tags = run.data.tags
+            key = tags.get("job_key")
+            if key is None:
+                continue
+            done[key] = JobResult(
+                key=key, metrics=dict(run.data.metrics), primary_metric=tags.get("primary_metric", ""),
+                higher_is_better=tags.get("higher_is_better") == "true", checkpoint=tags.get("checkpoint"),
+            )  # fmt: skip
+        return done
+
+    def record(self, job: Job, result: JobResult) -> str:
+        """Log a finished job as one FINISHED run; returns its run id."""
+        from mlflow.entities import Metric, Param
+
+        tags = job.tags(self.study) | {
+            "primary_metric": result.primary_metric,
+            "higher_is_better": str(result.higher_is_better).lower(),
+            "mlflow.runName": job.name,
+        }
+        if result.checkpoint:
+            tags["checkpoint"] = result.checkpoint
+        run = self.client.create_run(self.experiment_id, start_time=_ms(result.started), tags=tags)
+        run_id = run.info.run_id
+        end = _ms(result.ended)
+        metrics = [Metric(k, float(v), end, 0) for k, v in result.metrics.items()]
+        metrics += [Metric("train_loss", float(v), end, step) for step, v in result.curve]
+        metrics += [Metric("duration_s", result.ended - result.started, end, 0),
+                    Metric("moved_tensors", len(result.moved), end, 0),
+                    Metric("skipped_tensors", len(result.skipped), end, 0)]  # fmt: skip
+        params = [Param(k, str(v)) for k, v in self._params(job).items()]
+        self.client.log_batch(run_id, metrics=metrics, params=params)
+        if job.upstream is not None:
+            moved = {"moved": result.moved, "skipped": result.skipped}
+            self.client.log_text(run_id, json.dumps(moved, indent=1), "transfer.json")
+        self.client.set_terminated(run_id, "FINISHED", end_time=end)
+        return run_id
+
+    def record_failure(self, job: Job, error: str, started: float, ended: float) -> str:
+        """Log a job that raised as one FAILED run with its reason in the `error` tag."""
+        tags = job.tags(self.study) | {"mlflow.runName": job.name, "error": error[:5000]}
+        run = self.client.create_run(self.experiment_id, start_time=_ms(started), tags=tags)
+        self.client.set_terminated(run.info.run_id, "FAILED", end_time=_ms(ended))
+        return run.info.run_id
+
+    @staticmethod
+    def _params(job: Job) -> dict[str, object]:
+        return {
+            "backbone": job.backbone, "image_size": job.image_size, "train_count": job.train.count,
+            "eval_count": job.eval.count, **{f"schedule.{k}": v for k, v in job.schedule.items()},
+        }  # fmt: skip
