@@ -12,6 +12,7 @@ reason; jobs downstream of it are skipped and counted, never silently dropped.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -43,6 +44,13 @@ def _reason(error: BaseException) -> str:
     return f"{type(cause).__name__}: {text[-1] if text else ''}"
 
 
+def _local_auth_token() -> None:
+    """Give the embedded cluster a per-process auth token, so Ray keeps token auth on without
+    writing ~/.ray/auth_token. A token or mode the user configured is left alone."""
+    if not any(v in os.environ for v in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+
+
 def run_jobs(
     jobs: list[Job],
     tracker: Tracker,
@@ -63,6 +71,7 @@ def run_jobs(
     import ray
 
     if address is None:
+        _local_auth_token()
         ray.init(num_cpus=max_parallel or os.cpu_count(), include_dashboard=False, logging_level="ERROR",
                  log_to_driver=False)  # fmt: skip
     else:
