@@ -1,0 +1,84 @@
+import os
+
+import pytest
+from conftest import REPO, run_tmx
+from click.testing import CliRunner
+from pydantic import ValidationError
+
+from matrix.cli import main
+
+from matrix.spec import SpecError, load_study
+
+GOOD = """\
+name: s
+datasets:
+  - {name: a, domain: driving}
+  - {name: b, domain: aerial}
+"""
+
+
+def test_demo_study_loads_and_is_frozen():
+    study = load_study(REPO / "configs" / "demo.yaml")
+    assert study.name == "demo" and len(study.datasets) == 3
+    with pytest.raises(ValidationError):
+        study.name = "other"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (GOOD.replace("aerial", "forest"),
+         "datasets[1].domain: unknown domain 'forest'; expected one of: aerial, driving, indoor"),
+        (GOOD + "tasks: [segmentation, keypoint]\n", "tasks[1]: unknown task 'keypoint'; expected one of: depth, segmentation"),
+        (GOOD.replace("domain: driving", "domian: driving"),
+         "datasets[0].domian: unknown key 'domian'; expected one of: name, domain, train, val, seed, tasks"),
+        (GOOD + "seedz: [1]\n", "seedz: unknown key 'seedz'; expected one of: name, output_dir, backbone"),
+        (GOOD + "finetune: {steps: 10, lrr: 0.1}\n", "finetune.lrr: unknown key 'lrr'; expected one of: steps, batch_size, lr"),
+        (GOOD + "init: foo\n", "init: got 'foo'; input should be 'generic', 'imagenet' or 'scratch'"),
+        (GOOD + "target_sizes: [many]\n", "target_sizes[0]: Input should be a valid integer"),
+        (GOOD + "target_sizes: [500]\n", "datasets[0].train: 400 images, fewer than the largest target size 500"),
+        (GOOD + "backbone: resnt18\n", "backbone: unknown backbone 'resnt18': not a timm model name; close ones: resnet18"),
+        ("name: [s\n", "line 2: invalid YAML"),
+        ("- just a list\n", "expected a mapping of study fields"),
+    ],
+)  # fmt: skip
+def test_bad_study_exits_2_with_one_line(write_study, tmp_path, monkeypatch, text, expected):
+    path = write_study(text)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["run", str(path)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"tmx: {path}: ")
+    assert expected in lines[0]
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("bad", ["domain: forest", "domian: driving", "domain: driving, tasks: [keypoint]"])
+def test_bad_study_from_the_shell_starts_neither_ray_nor_mlflow(write_study, tmp_path, bad):
+    path = write_study(GOOD.replace("domain: driving", bad))
+    ray_tmp = tmp_path / "ray"
+    ray_tmp.mkdir()
+    result = run_tmx("run", str(path), cwd=tmp_path, env={"RAY_TMPDIR": str(ray_tmp)})
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith(f"tmx: {path}: datasets[0]")
+    assert "expected one of:" in result.stderr
+    # neither Ray nor MLflow started: no session, no store, no output folder
+    assert not os.listdir(ray_tmp)
+    assert not (tmp_path / "outputs").exists() and not list(tmp_path.rglob("mlflow.db"))
+
+
+def test_missing_file_and_errors_from_python(tmp_path):
+    with pytest.raises(SpecError, match="nope.yaml: no such study file"):
+        load_study(tmp_path / "nope.yaml")
+    result = run_tmx("plan", "nope.yaml", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip() == "tmx: nope.yaml: no such study file"
+
+
+def test_imagenet_init_without_weights_is_refused_up_front(write_study, tmp_path, monkeypatch):
+    path = write_study(GOOD + "init: imagenet\n")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["run", str(path)])
+    assert result.exit_code == 2
+    assert "init: 'imagenet' needs local weights for 'test_resnet'" in result.stderr
+    assert not (tmp_path / "outputs").exists()
