@@ -40,7 +40,7 @@ class CheckpointStore:
     """Checkpoints addressed by job key under a root folder: ROOT/ab/abcdef....pt."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # workers may run in another folder
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.pt"

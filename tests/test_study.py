@@ -1,0 +1,113 @@
+"""End to end, as a user runs it: `tmx run` on real local Ray, a real sqlite MLflow store, `tmx report`."""
+
+import base64
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import run_tmx
+from mlflow import MlflowClient
+
+from matrix.plan import plan
+from matrix.spec import load_study
+
+TINY = """\
+name: tiny
+image_size: 32
+datasets:
+  - {name: a, domain: driving, train: 24, val: 8}
+  - {name: b, domain: underwater, train: 24, val: 8}
+target_sizes: [16]
+pretrain: {train: 24, val: 8, schedule: {steps: 4, batch_size: 8}}
+source: {steps: 4, batch_size: 8}
+finetune: {steps: 3, batch_size: 8}
+"""
+TAGS = ("study", "kind", "job_key", "source_dataset", "source_domain", "source_task", "target_dataset",
+        "target_domain", "target_task", "target_size", "seed", "init")  # fmt: skip
+
+
+def _env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "mpl").mkdir()
+    # Ray's temp dir stays the session's short one (its socket paths must fit in 107 bytes)
+    env = {"HOME": str(home), "MPLCONFIGDIR": str(tmp_path / "mpl")}
+    return env, home
+
+
+def _runs(study_dir: Path, status: str | None = None) -> list:
+    client = MlflowClient(f"sqlite:///{study_dir / 'outputs' / 'tiny' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny")
+    query = f"attributes.status = '{status}'" if status else ""
+    return list(client.search_runs([exp.experiment_id], query, max_results=1000)), client
+
+
+def test_run_track_rerun_and_report(tmp_path):
+    study_file = tmp_path / "tiny.yaml"
+    study_file.write_text(TINY)
+    env, home = _env(tmp_path)
+    jobs = plan(load_study(study_file))
+    assert len(jobs) == 21
+
+    first = run_tmx("run", "tiny.yaml", "--max-parallel", "2", cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Launched 21 jobs (0 were already done)" in first.stdout
+
+    runs, client = _runs(tmp_path)
+    assert len(runs) == 21 and all(r.info.status == "FINISHED" for r in runs)
+    assert Counter(r.data.tags["job_key"] for r in runs) == Counter(j.key for j in jobs)  # one run per job
+    by_key = {r.data.tags["job_key"]: r for r in runs}
+    for job in jobs:
+        run = by_key[job.key]
+        tags = run.data.tags
+        assert {t: tags[t] for t in job.tags("tiny")} == job.tags("tiny"), job.name
+        assert set(TAGS) <= set(tags)
+        primary = tags["primary_metric"]
+        assert primary == {"segmentation": "miou", "depth": "abs_rel"}[job.task]
+        assert run.data.metrics[primary] >= 0
+        assert len(client.get_metric_history(run.info.run_id, "train_loss")) >= 3
+        if job.kind in ("pretrain", "source"):
+            assert Path(tags["checkpoint"]).is_file()
+        if job.upstream:
+            dst = tmp_path / "artifacts" / run.info.run_id
+            dst.mkdir(parents=True)
+            moved = json.loads(Path(client.download_artifacts(run.info.run_id, "transfer.json", str(dst))).read_text())
+            assert moved["moved"] and all(name.startswith("backbone.") for name in moved["moved"])
+    transfer = next(j for j in jobs if j.kind == "transfer")
+    assert by_key[transfer.key].data.tags["upstream_key"] == transfer.upstream
+
+    second = run_tmx("run", "tiny.yaml", cwd=tmp_path, env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Nothing to run: all 21 jobs" in second.stdout and "No job launched" in second.stdout
+    assert len(_runs(tmp_path)[0]) == 21
+
+    report = run_tmx("report", "tiny.yaml", cwd=tmp_path, env=env)
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (tmp_path / "outputs" / "tiny" / "report.html").read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) == 1 and base64.b64decode(images[0]).startswith(b"\x89PNG")
+    gains = pd.read_csv(tmp_path / "outputs" / "tiny" / "gains.csv")
+    assert len(gains) == 12 and gains["gain"].notna().all()
+    row = gains.iloc[0]
+    sign = 1 if row["higher_is_better"] else -1
+    assert row["gain"] == pytest.approx(sign * (row["value"] - row["baseline"]) / abs(row["baseline"]))
+
+    assert not list(home.iterdir()), f"left in the home directory: {list(home.rglob('*'))}"
+
+
+def test_failing_jobs_are_recorded_and_their_dependants_skipped(tmp_path):
+    # a learning rate this large makes every source's loss non-finite within a few steps
+    (tmp_path / "tiny.yaml").write_text(TINY.replace("source: {steps: 4, batch_size: 8}",
+                                                     "source: {steps: 4, batch_size: 8, lr: 1.0e+30}"))
+    env, _ = _env(tmp_path)
+    result = run_tmx("run", "tiny.yaml", cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert "4 failed, 12 skipped" in result.stdout
+    assert "NonFiniteLossError: non-finite loss" in result.stdout
+    runs, _ = _runs(tmp_path)
+    kinds = Counter((r.data.tags["kind"], r.info.status) for r in runs)
+    assert kinds == {("pretrain", "FINISHED"): 1, ("baseline", "FINISHED"): 4, ("source", "FAILED"): 4}
+    assert all("NonFiniteLossError" in r.data.tags["error"] for r in runs if r.info.status == "FAILED")
