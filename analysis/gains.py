@@ -19,16 +19,17 @@ def transfer_gains(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per transfer run that has a baseline: its value, the baseline's, gain and abs_gain."""
     base = runs.loc[runs["kind"] == "baseline", [*MATCH, "value"]].rename(columns={"value": "baseline"})
     base = base.drop_duplicates(MATCH)
-    cols = ["source_dataset", "source_domain", "source_task", "target_domain", "primary_metric",
-            "higher_is_better", "value"]  # fmt: skip
-    tr = runs.loc[runs["kind"] == "transfer", [*MATCH, *cols]]
+    cols = ["source_dataset", "source_domain", "source_task", "source_size", "source_domains", "multi_source",
+            "target_domain", "primary_metric", "higher_is_better", "value"]  # fmt: skip
+    tr = runs.loc[runs["kind"] == "transfer"].reindex(columns=[*MATCH, *cols])
     out = tr.merge(base, on=MATCH, how="inner")
     sign = np.where(out["higher_is_better"], 1.0, -1.0)
     out["abs_gain"] = sign * (out["value"] - out["baseline"])
     out["gain"] = out["abs_gain"] / out["baseline"].abs()
     out["source"] = out["source_dataset"] + "/" + out["source_task"]
     out["target"] = out["target_dataset"] + "/" + out["target_task"]
-    order = ["source", "target", "source_dataset", "source_domain", "source_task", "target_dataset", "target_domain",
+    order = ["source", "target", "source_dataset", "source_domain", "source_task", "source_size", "source_domains",
+             "multi_source", "target_dataset", "target_domain",
              "target_task", "target_size", "seed", "init", "primary_metric", "higher_is_better", "value",
              "baseline", "abs_gain", "gain"]  # fmt: skip
     return out[order].sort_values(["target_size", "target", "source", "seed"]).reset_index(drop=True)
@@ -43,3 +44,40 @@ def gain_matrix(gains: pd.DataFrame, target_size: int) -> pd.DataFrame:
     rows = sorted(mat.index, key=lambda s: (src_dom[s], s))
     cols = sorted(mat.columns, key=lambda t: (tgt_dom[t], t))
     return mat.loc[rows, cols]
+
+
+PAIR = ["source", "target", "source_dataset", "source_domain", "source_task", "target_dataset", "target_domain",
+        "target_task", "target_size", "init"]  # fmt: skip
+
+
+def bootstrap_mean_ci(values: np.ndarray, n_boot: int, rng: np.random.Generator, level: float = 0.95):
+    """Percentile bootstrap interval of the mean of `values`; (nan, nan) below two values."""
+    values = np.asarray(values, float)
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(1)
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def summarize_gains(gains: pd.DataFrame, runs: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Mean gain over seeds per (source, target, size, init), with a bootstrap 95% interval.
+
+    `seed_noise` is the spread of the baseline's metric over seeds, relative to
+    its mean (the gain a source could show by luck); `within_noise` flags a
+    pair whose interval contains 0 or whose |mean gain| is below that noise.
+    With one seed there is no interval and no noise estimate (NA).
+    """
+    rng = np.random.default_rng(seed)
+    base = runs[runs["kind"] == "baseline"].groupby(["target_dataset", "target_task", "target_size", "init"])["value"]
+    noise = (base.std(ddof=1) / base.mean().abs()).rename("seed_noise").reset_index()
+    rows = []
+    for key, grp in gains.groupby(PAIR, sort=True):
+        lo, hi = bootstrap_mean_ci(grp["gain"].to_numpy(), n_boot, rng)
+        rows.append((*key, grp["gain"].mean(), grp["abs_gain"].mean(), len(grp), lo, hi))
+    out = pd.DataFrame(rows, columns=[*PAIR, "gain", "abs_gain", "n_seeds", "ci_low", "ci_high"])
+    out = out.merge(noise, on=["target_dataset", "target_task", "target_size", "init"], how="left")
+    has_ci = out["ci_low"].notna()
+    within = (out["ci_low"] <= 0) & (out["ci_high"] >= 0) | (out["gain"].abs() < out["seed_noise"])
+    out["within_noise"] = pd.array(np.where(has_ci, within, pd.NA), dtype="boolean")
+    return out

@@ -1,17 +1,20 @@
-"""The study report: report.html (figures embedded, self-contained) and gains.csv.
+"""The study report: report.html (self-contained, figures embedded), report.md and CSV tables.
 
-    paths = write_report(runs, out_dir, study="demo")
+    result = analyse(runs, expected)             # pure: DataFrames in, DataFrames out
+    paths = write_report(result, out_dir, "demo")
 
-Per target size, a source x target heatmap of the mean transfer gain (rows
-and columns grouped by image domain), then the best sources per target and
-the baselines they are measured against.
+Sections: Mensink's findings (held / not held / not testable, with numbers),
+the factor table and the joint linear model, per target task type and size a
+source x target gain heatmap (rows and columns grouped by image domain), gain
+distributions per factor, the top three sources per target, baselines, and
+the failed or missing jobs.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -22,91 +25,210 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.gains import gain_matrix, transfer_gains  # noqa: E402
-
-TEMPLATE = jinja2.Template(
-    """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ study }}: transfer report</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f3f3f3; } td.l, th.l { text-align: left; }
-img { max-width: 100%; }
-</style></head><body>
-<h1>{{ study }}: transfer report</h1>
-<p>{{ counts }}</p>
-<p>Gain of a transfer S&rarr;T over the baseline B&rarr;T of the same target, target size, seed and init:
-<code>(m(S&rarr;T) &minus; m(B&rarr;T)) / |m(B&rarr;T)|</code>, sign flipped for lower-is-better metrics
-(depth AbsRel), so a positive gain always means the source helped. Cells are means over seeds.</p>
-{% for sec in sections %}
-<h2>Target size {{ sec.size }}</h2>
-<img alt="source x target transfer gain, target size {{ sec.size }}" src="data:image/png;base64,{{ sec.png }}">
-<h3>Best sources per target</h3>
-{{ sec.best }}
-{% endfor %}
-<h2>Baselines</h2>
-{{ baselines }}
-{% if not sections %}<p>No transfer has both a finished run and a finished baseline yet.</p>{% endif %}
-</body></html>
-"""
-)
+from analysis.factors import FACTORS, add_factors, factor_tests, linear_model  # noqa: E402
+from analysis.findings import check_findings  # noqa: E402
+from analysis.gains import gain_matrix, summarize_gains, transfer_gains  # noqa: E402
+from analysis.load import finished  # noqa: E402
 
 
-def heatmap_png(mat: pd.DataFrame, title: str) -> bytes:
-    """A diverging heatmap of gains (in %), each cell annotated; PNG bytes."""
-    values = mat.to_numpy(dtype=float) * 100
-    lim = max(np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0, 1e-9)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * mat.shape[1], 1.2 + 0.55 * mat.shape[0]), dpi=110)
-    im = ax.imshow(values, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-    ax.set_xticks(range(mat.shape[1]), mat.columns, rotation=40, ha="right")
-    ax.set_yticks(range(mat.shape[0]), mat.index)
-    ax.set_xlabel("target (dataset/task)")
-    ax.set_ylabel("source (dataset/task)")
-    ax.set_title(title)
-    for i in range(values.shape[0]):
-        for j in range(values.shape[1]):
-            if np.isfinite(values[i, j]):
-                dark = abs(values[i, j]) > 0.6 * lim
-                ax.text(j, i, f"{values[i, j]:+.1f}", ha="center", va="center", fontsize=8,
-                        color="white" if dark else "black")  # fmt: skip
-    fig.colorbar(im, ax=ax, label="gain (%)")
-    fig.tight_layout()
+@dataclass
+class Analysis:
+    runs: pd.DataFrame  # every job run, any status
+    gains: pd.DataFrame  # one row per transfer run with a baseline, with factor columns
+    pairs: pd.DataFrame  # mean over seeds per (source, target, size, init), with intervals
+    factors: pd.DataFrame
+    model: pd.DataFrame
+    findings: pd.DataFrame
+    failed: pd.DataFrame  # jobs whose latest run failed and that never finished
+    missing: pd.DataFrame  # planned jobs with no finished or failed run
+
+
+def analyse(runs: pd.DataFrame, expected: pd.DataFrame | None = None, n_boot: int = 2000, seed: int = 0) -> Analysis:
+    """Everything the report shows, from the tidy runs frame and (optionally) the planned jobs."""
+    done = finished(runs)
+    g = add_factors(transfer_gains(done))
+    pairs = summarize_gains(g, done, n_boot=n_boot, seed=seed)
+    factors = factor_tests(g, n_boot=n_boot, seed=seed)
+    finished_keys = set(done["job_key"])
+    failed = runs[(runs["status"] == "FAILED") & ~runs["job_key"].isin(finished_keys)]
+    failed = failed.drop_duplicates("job_key", keep="last")[["kind", "name", "job_key", "error"]]
+    if expected is not None:
+        seen = finished_keys | set(failed["job_key"])
+        missing = expected[~expected["job_key"].isin(seen)][["kind", "name", "job_key"]]
+    else:
+        missing = pd.DataFrame(columns=["kind", "name", "job_key"])
+    return Analysis(runs, g, pairs, factors, linear_model(g), check_findings(done, g, pairs, factors),
+                    failed.reset_index(drop=True), missing.reset_index(drop=True))  # fmt: skip
+
+
+# -- figures ----------------------------------------------------------------------------------------
+
+
+def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
 
 
-def _table(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, escape=True)
+def heatmap_png(mat: pd.DataFrame, title: str, row_groups: list[str], col_groups: list[str]) -> bytes:
+    """A diverging heatmap of gains (in %), each cell annotated, lines between domain groups; PNG bytes."""
+    values = mat.to_numpy(dtype=float) * 100
+    finite = np.isfinite(values)
+    lim = max(float(np.nanmax(np.abs(values))) if finite.any() else 1.0, 1e-9)
+    fig, ax = plt.subplots(figsize=(2.5 + 0.8 * mat.shape[1], 1.6 + 0.45 * mat.shape[0]), dpi=100)
+    im = ax.imshow(values, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(mat.shape[1]), [f"{c} [{d}]" for c, d in zip(mat.columns, col_groups, strict=True)],
+                  rotation=40, ha="right")  # fmt: skip
+    ax.set_yticks(range(mat.shape[0]), [f"{r} [{d}]" for r, d in zip(mat.index, row_groups, strict=True)])
+    for groups, line in ((row_groups, ax.axhline), (col_groups, ax.axvline)):
+        for i in range(1, len(groups)):
+            if groups[i] != groups[i - 1]:
+                line(i - 0.5, color="black", lw=1.2)
+    ax.set_xlabel("target (dataset/task) [domain]")
+    ax.set_ylabel("source (dataset/task) [domain]")
+    ax.set_title(title)
+    if values.size <= 900:
+        for i, j in zip(*np.nonzero(finite), strict=True):
+            dark = abs(values[i, j]) > 0.6 * lim
+            ax.text(j, i, f"{values[i, j]:+.1f}", ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")  # fmt: skip
+    fig.colorbar(im, ax=ax, label="gain (%)")
+    fig.tight_layout()
+    return _png(fig)
 
 
-def best_sources(gains: pd.DataFrame, target_size: int, k: int = 3) -> pd.DataFrame:
-    """The `k` sources with the highest mean gain for every target."""
-    sub = gains[gains["target_size"] == target_size]
-    mean = sub.groupby(["target", "source"], as_index=False)["gain"].mean()
-    top = mean.sort_values(["target", "gain"], ascending=[True, False]).groupby("target").head(k)
-    return top.assign(gain=lambda d: (d["gain"] * 100).round(2)).rename(columns={"gain": "gain (%)"})
+def factor_png(g: pd.DataFrame) -> bytes | None:
+    """Box plots of gain (%) per factor, the two groups side by side."""
+    shown = [f for f in FACTORS if g[f.name].notna().any() and g[f.name].dropna().nunique() == 2]
+    if not shown:
+        return None
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 3.2), dpi=100, squeeze=False)
+    for ax, f in zip(axes[0], shown, strict=True):
+        col = g[f.name]
+        data = [g.loc[col == True, "gain"] * 100, g.loc[col == False, "gain"] * 100]  # noqa: E712
+        ax.boxplot(data, tick_labels=[f.yes, f.no])
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_title(f.question, fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+    axes[0][0].set_ylabel("gain (%)")
+    fig.tight_layout()
+    return _png(fig)
 
 
-def write_report(runs: pd.DataFrame, out_dir: str | Path, study: str) -> dict[str, Path]:
-    """Write report.html and gains.csv under `out_dir`; returns their paths."""
+# -- tables ---------------------------------------------------------------------------------------
+
+
+def best_sources(pairs: pd.DataFrame, k: int = 3) -> pd.DataFrame:
+    """The `k` sources with the highest mean gain for every (target, size, init)."""
+    top = pairs.sort_values(["target", "target_size", "gain"], ascending=[True, True, False])
+    top = top.groupby(["target", "target_size", "init"]).head(k)
+    cols = ["target", "target_size", "source", "gain", "ci_low", "ci_high", "n_seeds", "within_noise"]
+    return top[cols].reset_index(drop=True)
+
+
+def _percent(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    return df.assign(**{c: df[c].map(lambda v: "" if pd.isna(v) else f"{v:+.2%}") for c in cols if c in df})
+
+
+def _html(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "<p>None.</p>"
+    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep="", escape=True)
+
+
+def _md(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "None.\n"
+
+    def cell(v) -> str:
+        text = "" if v is None or (not isinstance(v, str) and pd.isna(v)) else (f"{v:.4g}" if isinstance(v, float) else str(v))
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+PAGE = jinja2.Template(
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ study }}: transfer report</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
+</style></head><body>
+<h1>{{ study }}: transfer report</h1>
+<p>{{ counts }}</p>
+<p>Gain of a transfer S&rarr;T over the baseline B&rarr;T of the same target, target size, seed and init:
+<code>(m(S&rarr;T) &minus; m(B&rarr;T)) / |m(B&rarr;T)|</code>, sign flipped for lower-is-better metrics
+(depth AbsRel), so a positive gain means the source helped. Means are over seeds; intervals are 95% bootstrap.</p>
+{% for sec in sections %}
+<h2 id="{{ sec.id }}">{{ sec.title }}</h2>
+{% if sec.png %}<img alt="{{ sec.title }}" src="data:image/png;base64,{{ sec.png }}">{% endif %}
+{{ sec.html }}
+{% endfor %}
+</body></html>
+"""
+)
+
+
+def _sections(a: Analysis, study: str) -> list[dict]:
+    sections = [
+        {"title": "Findings of Mensink et al. on this study", "table": a.findings},
+        {"title": "Factors of influence", "table": _percent(a.factors, ["median_yes", "median_no", "effect", "ci_low", "ci_high"])},
+        {"title": "Joint linear model of gain on the factors", "table": a.model},
+    ]  # fmt: skip
+    g = a.gains
+    for task in sorted(g["target_task"].unique()):
+        for size in sorted(g.loc[g["target_task"] == task, "target_size"].unique()):
+            sub = g[(g["target_task"] == task) & (g["target_size"] == size)]
+            mat = gain_matrix(sub, size)
+            src_dom = sub.drop_duplicates("source").set_index("source")["source_domain"]
+            tgt_dom = sub.drop_duplicates("target").set_index("target")["target_domain"]
+            title = f"Transfer gain onto {task} targets, target size {size}"
+            png = heatmap_png(mat, f"{study}: {title.lower()}", [src_dom[s] for s in mat.index],
+                              [tgt_dom[t] for t in mat.columns])  # fmt: skip
+            sections.append({"title": title, "png": png, "file": f"heatmap_{task}_{size}.png"})
+    dist = factor_png(g) if not g.empty else None
+    if dist is not None:
+        sections.append({"title": "Gain distributions per factor", "png": dist, "file": "factors.png"})
+    sections.append({"title": "Top three sources per target", "table": _percent(best_sources(a.pairs), ["gain", "ci_low", "ci_high"])})
+    done = finished(a.runs)
+    base = done[done["kind"].isin(["baseline", "scratch"])]
+    cols = ["kind", "init", "target_dataset", "target_task", "target_size", "seed", "primary_metric", "value"]
+    sections.append({"title": "Baselines", "table": base[cols].sort_values(cols[:6]).reset_index(drop=True)})
+    sections.append({"title": "Failed jobs", "table": a.failed})
+    sections.append({"title": "Missing jobs (planned, never run or skipped)", "table": a.missing})
+    for i, sec in enumerate(sections):
+        sec["id"] = f"s{i}"
+    return sections
+
+
+def write_report(a: Analysis, out_dir: str | Path, study: str) -> dict[str, Path]:
+    """Write report.html, report.md, gains.csv, pairs.csv and the figures as PNG under `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    gains = transfer_gains(runs)
-    gains.to_csv(out / "gains.csv", index=False)
-    sections = []
-    for size in sorted(gains["target_size"].dropna().unique()):
-        mat = gain_matrix(gains, size)
-        png = heatmap_png(mat, f"{study}: transfer gain (%), target size {size}")
-        sections.append({"size": int(size), "png": base64.b64encode(png).decode(), "best": _table(best_sources(gains, size))})
-    base = runs[runs["kind"] == "baseline"]
-    base = base[["target_dataset", "target_task", "target_size", "seed", "init", "primary_metric", "value"]]
-    counts = ", ".join(f"{n} {kind}" for kind, n in runs["kind"].value_counts().sort_index().items())
-    page = TEMPLATE.render(
-        study=html.escape(study), counts=f"Finished runs: {counts or 'none'}.", sections=sections,
-        baselines=_table(base.sort_values(["target_dataset", "target_task", "target_size", "seed"])),
-    )  # fmt: skip
-    (out / "report.html").write_text(page)
-    return {"html": out / "report.html", "csv": out / "gains.csv"}
+    sections = _sections(a, study)
+    counts = finished(a.runs)["kind"].value_counts().sort_index()
+    line = (f"Finished runs: {', '.join(f'{n} {k}' for k, n in counts.items()) or 'none'}; "
+            f"{len(a.failed)} failed, {len(a.missing)} missing.")  # fmt: skip
+    paths = {"html": out / "report.html", "md": out / "report.md", "csv": out / "gains.csv", "pairs": out / "pairs.csv"}
+    md = [f"# {study}: transfer report\n", line + "\n"]
+    for sec in sections:
+        md.append(f"## {sec['title']}\n")
+        if "png" in sec:
+            (out / sec["file"]).write_bytes(sec["png"])
+            paths[sec["file"]] = out / sec["file"]
+            md.append(f"![{sec['title']}]({sec['file']})\n")
+            sec["png"] = base64.b64encode(sec["png"]).decode()
+        sec["html"] = _html(sec["table"]) if "table" in sec else ""
+        if "table" in sec:
+            md.append(_md(sec["table"]))
+    paths["html"].write_text(PAGE.render(study=study, counts=line, sections=sections))
+    paths["md"].write_text("\n".join(md))
+    a.gains.to_csv(paths["csv"], index=False)
+    a.pairs.to_csv(paths["pairs"], index=False)
+    return paths

@@ -110,25 +110,64 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
         sys.exit(1)
 
 
-@main.command()
-@study_arg
-@uri_opt
-@click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for report.html (default: the study's)")
-def report(study_file: str, tracking_uri: str | None, output: str | None) -> None:
-    """Write report.html and gains.csv from the study's finished runs."""
+def _load_runs(study: Study, study_file: str, tracking_uri: str | None):
     from analysis.load import load_runs
-    from analysis.report import write_report
 
-    study = _study(study_file)
-    uri = _tracking_uri(study, tracking_uri)
     if tracking_uri is None and not (study.out / "mlflow.db").exists():
         _fail(f"{study_file}: no runs yet: {study.out / 'mlflow.db'} does not exist; run `tmx run {study_file}` first")
     try:
-        runs = load_runs(uri, study.name)
+        return load_runs(_tracking_uri(study, tracking_uri), study.name)
     except LookupError as e:
         _fail(str(e))
-    paths = write_report(runs, Path(output) if output else study.out, study.name)
-    click.echo(f"Wrote {paths['html']} and {paths['csv']} ({len(runs)} finished runs)")
+
+
+@main.command()
+@study_arg
+@uri_opt
+@click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for the report (default: the study's)")
+@click.option("--runs", "runs_file", type=click.Path(dir_okay=False), help="Read runs from a `tmx export` parquet file")
+@click.option("--bootstrap", default=2000, show_default=True, type=click.IntRange(min=100), help="Bootstrap resamples")
+def report(study_file: str, tracking_uri: str | None, output: str | None, runs_file: str | None, bootstrap: int) -> None:
+    """Write report.html, report.md, gains.csv and pairs.csv from the study's runs."""
+    import pandas as pd
+
+    from analysis.load import read_runs
+    from analysis.report import analyse, write_report
+    from matrix.plan import plan as make_plan
+
+    study = _study(study_file)
+    if runs_file is not None:
+        try:
+            runs = read_runs(runs_file)
+        except (OSError, ValueError) as e:
+            _fail(f"{runs_file}: cannot read runs: {e}")
+    else:
+        runs = _load_runs(study, study_file, tracking_uri)
+    expected = pd.DataFrame([{"kind": j.kind, "name": j.name, "job_key": j.key} for j in make_plan(study)])
+    result = analyse(runs, expected, n_boot=bootstrap)
+    paths = write_report(result, Path(output) if output else study.out, study.name)
+    if runs_file is None:
+        from matrix.tracking import Tracker
+
+        tracker = Tracker(_tracking_uri(study, tracking_uri), study.name)
+        tracker.log_report([p for k, p in paths.items() if k.endswith(".png") or k == "html"])
+    held = (result.findings["status"] == "held").sum()
+    click.echo(f"Wrote {paths['html']}, {paths['md']} and {paths['csv']}: {len(result.gains)} transfers with "
+               f"baselines, {held} of {len(result.findings)} findings held, {len(result.failed)} failed and "
+               f"{len(result.missing)} missing jobs")  # fmt: skip
+
+
+@main.command()
+@study_arg
+@uri_opt
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Parquet file to write")
+def export(study_file: str, tracking_uri: str | None, output: str) -> None:
+    """Export every job run of the study as one tidy table (parquet)."""
+    from analysis.load import write_runs
+
+    study = _study(study_file)
+    runs = _load_runs(study, study_file, tracking_uri)
+    click.echo(f"Wrote {write_runs(runs, output)}: {len(runs)} runs")
 
 
 @main.command()

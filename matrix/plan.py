@@ -19,8 +19,8 @@ from domains import MIXED
 from matrix.spec import DatasetSpec, Study
 
 PROTOCOL = 1  # bump when the meaning of a job changes, so old results are not reused
-KINDS = ("pretrain", "source", "transfer", "baseline")
-Kind = Literal["pretrain", "source", "transfer", "baseline"]
+KINDS = ("pretrain", "source", "transfer", "baseline", "scratch")
+Kind = Literal["pretrain", "source", "transfer", "baseline", "scratch"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,17 @@ class DataRef:
 
 
 @dataclass(frozen=True)
+class Source:
+    """What a backbone was trained on before a job starts from it."""
+
+    dataset: str
+    domain: str
+    task: str
+    size: int  # training images
+    domains: tuple[str, ...]  # image domains it covers (several for a mixed dataset)
+
+
+@dataclass(frozen=True)
 class Job:
     kind: Kind
     task: str  # the task type trained and evaluated
@@ -47,7 +58,7 @@ class Job:
     backbone: str
     image_size: int
     upstream: str | None  # key of the job whose backbone this one starts from
-    source: tuple[str, str, str] | None = None  # (dataset, domain, task) the backbone was trained on
+    source: Source | None = None  # for source and transfer jobs: the source (dataset, task)
     key: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -60,22 +71,25 @@ class Job:
     def name(self) -> str:
         target = f"{self.train.dataset}/{self.task}"
         if self.kind == "transfer":
-            return f"transfer {self.source[0]}/{self.source[2]} -> {target} n={self.train.count} seed={self.seed}"
-        if self.kind == "baseline":
-            return f"baseline {self.init} -> {target} n={self.train.count} seed={self.seed}"
+            return f"transfer {self.source.dataset}/{self.source.task} -> {target} n={self.train.count} seed={self.seed}"
+        if self.kind in ("baseline", "scratch"):
+            return f"{self.kind} {self.init} -> {target} n={self.train.count} seed={self.seed}"
         return f"{self.kind} {target}"
 
     def tags(self, study: str) -> dict[str, str]:
         """The run tags every job carries (the analysis joins on them)."""
-        src = self.source or ("none", "none", "none")
+        src = self.source
         return {
             "study": study,
             "kind": self.kind,
             "job_key": self.key,
             "upstream_key": self.upstream or "none",
-            "source_dataset": src[0],
-            "source_domain": src[1],
-            "source_task": src[2],
+            "source_dataset": src.dataset if src else "none",
+            "source_domain": src.domain if src else "none",
+            "source_task": src.task if src else "none",
+            "source_size": str(src.size) if src else "none",
+            "source_domains": ",".join(src.domains) if src else "none",
+            "multi_source": "false",
             "target_dataset": self.train.dataset,
             "target_domain": self.train.domain,
             "target_task": self.task,
@@ -112,7 +126,7 @@ def plan(study: Study) -> list[Job]:
         src = Job(
             kind="source", task=task, train=_ref(ds, "train", ds.train), eval=_ref(ds, "val", ds.val),
             schedule=study.source.model_dump(), seed=study.source_seed, upstream=root_key,
-            source=(ds.name, ds.domain, task), **common,
+            source=Source(ds.name, ds.domain, task, ds.train, (ds.domain,)), **common,
         )  # fmt: skip
         sources[(ds.name, task)] = src
         jobs.append(src)
@@ -124,8 +138,10 @@ def plan(study: Study) -> list[Job]:
                 target = {"task": task, "train": _ref(ds, "train", size), "eval": _ref(ds, "val", ds.val),
                           "schedule": finetune, "seed": seed, **common}  # fmt: skip
                 jobs.append(Job(kind="baseline", upstream=root_key, **target))
+                if study.scratch and study.init != "scratch":
+                    jobs.append(Job(kind="scratch", upstream=None, **(target | {"init": "scratch"})))
                 for (src_name, src_task), src in sources.items():
-                    if (src_name, src_task) == (ds.name, task):
+                    if (src_name, src_task) == (ds.name, task):  # the identical (dataset, task)
                         continue
                     jobs.append(Job(kind="transfer", upstream=src.key, source=src.source, **target))
     return jobs

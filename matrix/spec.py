@@ -92,6 +92,7 @@ class Study(Strict):
     backbone: str = "test_resnet"  # a timm model name
     image_size: Annotated[int, Field(ge=16, le=1024)] = 64
     init: Literal["generic", "imagenet", "scratch"] = "generic"
+    scratch: bool = True  # also finetune every target from a random init (what the init is worth)
     tasks: tuple[TaskName, ...] = ("segmentation", "depth")
     datasets: tuple[DatasetSpec, ...] = Field(min_length=1)
     target_sizes: tuple[PositiveInt, ...] = (64,)

@@ -40,6 +40,22 @@ class Tracker:
         else:
             location = artifact_root.resolve().as_uri() if artifact_root is not None else None
             self.experiment_id = self.client.create_experiment(study, artifact_location=location)
+        self.parent_id = self._parent_run()
+
+    def _parent_run(self) -> str:
+        """The study's parent run (tag kind=study): job runs nest under it, reports attach to it."""
+        found = self.client.search_runs([self.experiment_id], "tags.kind = 'study'", max_results=1)
+        if found:
+            return found[0].info.run_id
+        tags = {"study": self.study, "kind": "study", "mlflow.runName": f"study {self.study}"}
+        run = self.client.create_run(self.experiment_id, tags=tags)
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
+    def log_report(self, paths: list[Path]) -> None:
+        """Attach report files (the heatmaps, report.html) to the study's parent run."""
+        for path in paths:
+            self.client.log_artifact(self.parent_id, str(path), "report")
 
     def runs(self, status: str | None = "FINISHED") -> list:
         """Every run of the study (with `status`, if given), paging through the store."""
@@ -74,6 +90,7 @@ class Tracker:
             "primary_metric": result.primary_metric,
             "higher_is_better": str(result.higher_is_better).lower(),
             "mlflow.runName": job.name,
+            "mlflow.parentRunId": self.parent_id,
         }
         if result.checkpoint:
             tags["checkpoint"] = result.checkpoint
@@ -95,7 +112,8 @@ class Tracker:
 
     def record_failure(self, job: Job, error: str, started: float, ended: float) -> str:
         """Log a job that raised as one FAILED run with its reason in the `error` tag."""
-        tags = job.tags(self.study) | {"mlflow.runName": job.name, "error": error[:5000]}
+        tags = job.tags(self.study) | {"mlflow.runName": job.name, "mlflow.parentRunId": self.parent_id,
+                                       "error": error[:5000]}  # fmt: skip
         run = self.client.create_run(self.experiment_id, start_time=_ms(started), tags=tags)
         self.client.set_terminated(run.info.run_id, "FAILED", end_time=_ms(ended))
         return run.info.run_id

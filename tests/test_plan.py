@@ -20,7 +20,7 @@ def test_job_counts_and_order():
     jobs = _plan()
     pairs = 5  # a, b with two tasks each; c with depth only
     assert count_by_kind(jobs) == {"pretrain": 1, "source": pairs, "transfer": 2 * 2 * pairs * (pairs - 1),
-                                   "baseline": 2 * 2 * pairs}  # fmt: skip
+                                   "baseline": 2 * 2 * pairs, "scratch": 2 * 2 * pairs}  # fmt: skip
     position = {j.key: i for i, j in enumerate(jobs)}
     assert len(position) == len(jobs)  # keys are unique
     for job in jobs:
@@ -28,12 +28,14 @@ def test_job_counts_and_order():
             assert position[job.upstream] < position[job.key]
     for job in jobs:
         if job.kind == "transfer":
-            assert (job.source[0], job.source[2]) != (job.train.dataset, job.task)
+            assert (job.source.dataset, job.source.task) != (job.train.dataset, job.task)
+        if job.kind == "scratch":
+            assert job.upstream is None and job.init == "scratch"
 
 
 def test_demo_plan():
     jobs = plan(load_study(REPO / "configs" / "demo.yaml"))
-    assert count_by_kind(jobs) == {"pretrain": 1, "source": 6, "transfer": 30, "baseline": 6}
+    assert count_by_kind(jobs) == {"pretrain": 1, "source": 6, "transfer": 30, "baseline": 6, "scratch": 6}
 
 
 def test_keys_are_stable_and_follow_upstream():
@@ -51,10 +53,10 @@ def test_keys_are_stable_and_follow_upstream():
 
 def test_scratch_init_has_no_pretrain_and_tags_name_everything():
     jobs = _plan(init="scratch")
-    assert "pretrain" not in count_by_kind(jobs)
+    assert "pretrain" not in count_by_kind(jobs) and "scratch" not in count_by_kind(jobs)
     transfer = next(j for j in jobs if j.kind == "transfer")
     tags = transfer.tags("p")
     for key in ("study", "kind", "job_key", "source_dataset", "source_domain", "source_task", "target_dataset",
-                "target_domain", "target_task", "target_size", "seed", "init"):  # fmt: skip
+                "target_domain", "target_task", "target_size", "seed", "init", "source_size", "source_domains"):  # fmt: skip
         assert tags[key] not in ("", None), key
     assert tags["init"] == "scratch" and tags["job_key"] == transfer.key

@@ -41,7 +41,7 @@ def _env(tmp_path: Path) -> tuple[dict[str, str], Path]:
 def _runs(study_dir: Path, status: str | None = None) -> list:
     client = MlflowClient(f"sqlite:///{study_dir / 'outputs' / 'tiny' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("tiny")
-    query = f"attributes.status = '{status}'" if status else ""
+    query = "tags.kind != 'study'" + (f" and attributes.status = '{status}'" if status else "")
     return list(client.search_runs([exp.experiment_id], query, max_results=1000)), client
 
 
@@ -50,14 +50,14 @@ def test_run_track_rerun_and_report(tmp_path):
     study_file.write_text(TINY)
     env, home = _env(tmp_path)
     jobs = plan(load_study(study_file))
-    assert len(jobs) == 21
+    assert len(jobs) == 25
 
     first = run_tmx("run", "tiny.yaml", "--max-parallel", "2", cwd=tmp_path, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "Launched 21 jobs (0 were already done)" in first.stdout
+    assert "Launched 25 jobs (0 were already done)" in first.stdout
 
     runs, client = _runs(tmp_path)
-    assert len(runs) == 21 and all(r.info.status == "FINISHED" for r in runs)
+    assert len(runs) == 25 and all(r.info.status == "FINISHED" for r in runs)
     assert Counter(r.data.tags["job_key"] for r in runs) == Counter(j.key for j in jobs)  # one run per job
     by_key = {r.data.tags["job_key"]: r for r in runs}
     for job in jobs:
@@ -81,19 +81,34 @@ def test_run_track_rerun_and_report(tmp_path):
 
     second = run_tmx("run", "tiny.yaml", cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "Nothing to run: all 21 jobs" in second.stdout and "No job launched" in second.stdout
-    assert len(_runs(tmp_path)[0]) == 21
+    assert "Nothing to run: all 25 jobs" in second.stdout and "No job launched" in second.stdout
+    assert len(_runs(tmp_path)[0]) == 25
 
     report = run_tmx("report", "tiny.yaml", cwd=tmp_path, env=env)
     assert report.returncode == 0, report.stderr[-3000:]
-    html = (tmp_path / "outputs" / "tiny" / "report.html").read_text()
+    assert "12 transfers with baselines" in report.stdout and "0 failed and 0 missing jobs" in report.stdout
+    out = tmp_path / "outputs" / "tiny"
+    html = (out / "report.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
-    assert len(images) == 1 and base64.b64decode(images[0]).startswith(b"\x89PNG")
-    gains = pd.read_csv(tmp_path / "outputs" / "tiny" / "gains.csv")
+    assert len(images) >= 2 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
+    for title in ("Findings of Mensink et al.", "Factors of influence", "Transfer gain onto depth targets",
+                  "Transfer gain onto segmentation targets", "Top three sources per target", "Failed jobs"):
+        assert title in html and title in (out / "report.md").read_text()
+    gains = pd.read_csv(out / "gains.csv")
     assert len(gains) == 12 and gains["gain"].notna().all()
     row = gains.iloc[0]
     sign = 1 if row["higher_is_better"] else -1
     assert row["gain"] == pytest.approx(sign * (row["value"] - row["baseline"]) / abs(row["baseline"]))
+    parent = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], "tags.kind = 'study'")
+    assert len(parent) == 1
+    logged = {a.path for a in client.list_artifacts(parent[0].info.run_id, "report")}
+    assert "report/report.html" in logged and any(p.startswith("report/heatmap_") for p in logged)
+    assert all(r.data.tags["mlflow.parentRunId"] == parent[0].info.run_id for r in runs)
+
+    export = run_tmx("export", "tiny.yaml", "-o", "runs.parquet", cwd=tmp_path, env=env)
+    assert export.returncode == 0 and "25 runs" in export.stdout
+    exported = pd.read_parquet(tmp_path / "runs.parquet")
+    assert len(exported) == 25 and set(exported["job_key"]) == {j.key for j in jobs}
 
     assert not list(home.iterdir()), f"left in the home directory: {list(home.rglob('*'))}"
 
@@ -109,5 +124,6 @@ def test_failing_jobs_are_recorded_and_their_dependants_skipped(tmp_path):
     assert "NonFiniteLossError: non-finite loss" in result.stdout
     runs, _ = _runs(tmp_path)
     kinds = Counter((r.data.tags["kind"], r.info.status) for r in runs)
-    assert kinds == {("pretrain", "FINISHED"): 1, ("baseline", "FINISHED"): 4, ("source", "FAILED"): 4}
+    assert kinds == {("pretrain", "FINISHED"): 1, ("baseline", "FINISHED"): 4, ("scratch", "FINISHED"): 4,
+                     ("source", "FAILED"): 4}
     assert all("NonFiniteLossError" in r.data.tags["error"] for r in runs if r.info.status == "FAILED")
