@@ -81,7 +81,9 @@ def plan(study_file: str, show_jobs: bool) -> None:
 @uri_opt
 @click.option("--address", help="Ray cluster address (default: start an embedded local cluster)")
 @click.option("--max-parallel", type=click.IntRange(min=1), help="Jobs at once on the local cluster (default: CPUs)")
-def run(study_file: str, tracking_uri: str | None, address: str | None, max_parallel: int | None) -> None:
+@click.option("--in-process", is_flag=True, help="Run the jobs one after another in this process, without Ray")
+def run(study_file: str, tracking_uri: str | None, address: str | None, max_parallel: int | None,
+        in_process: bool) -> None:  # fmt: skip
     """Run every job of STUDY that has no FINISHED run yet."""
     from matrix.jobs import CheckpointStore
     from matrix.plan import plan as make_plan
@@ -93,7 +95,8 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
     study.out.mkdir(parents=True, exist_ok=True)
     uri = _tracking_uri(study, tracking_uri)
     tracker = Tracker(uri, study.name, artifact_root=study.out / "mlartifacts")
-    summary = run_jobs(jobs, tracker, CheckpointStore(study.out / "checkpoints"), address, max_parallel)
+    store = CheckpointStore(study.out / "checkpoints")
+    summary = run_jobs(jobs, tracker, store, address, max_parallel, in_process=in_process)
     if summary.launched == 0:
         click.echo(f"Nothing to run: all {summary.total} jobs of study {study.name!r} already have a FINISHED run "
                    f"in {uri}. No job launched.")  # fmt: skip

@@ -47,7 +47,7 @@ class CheckpointStore:
 
 
 def dataset(ref: DataRef, image_size: int) -> SyntheticDataset:
-    return SyntheticDataset(ref.dataset, ref.domain, ref.split, ref.count, image_size, ref.seed, ref.mix)
+    return SyntheticDataset(ref.dataset, ref.domain, ref.split, ref.count, image_size, ref.seed, ref.mix, ref.blend)
 
 
 @lru_cache(maxsize=16)

@@ -33,6 +33,12 @@ class DataRef:
     split: str
     count: int
     mix: tuple[str, ...] = ()
+    blend: tuple[str, float] | None = None  # (domain, fraction) its look is moved towards
+
+    @property
+    def domain_label(self) -> str:
+        """The domain the analysis sees: a blended dataset is a domain of its own."""
+        return self.domain if self.blend is None else f"{self.domain}+{self.blend[0]}@{self.blend[1]:g}"
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,7 @@ class Job:
             "source_domains": ",".join(src.domains) if src else "none",
             "multi_source": "false",
             "target_dataset": self.train.dataset,
-            "target_domain": self.train.domain,
+            "target_domain": self.train.domain_label,
             "target_task": self.task,
             "target_size": str(self.train.count),
             "seed": str(self.seed),
@@ -100,7 +106,8 @@ class Job:
 
 
 def _ref(ds: DatasetSpec, split: str, count: int) -> DataRef:
-    return DataRef(ds.name, ds.domain, ds.seed, split, count)
+    blend = (ds.blend.domain, ds.blend.fraction) if ds.blend else None
+    return DataRef(ds.name, ds.domain, ds.seed, split, count, blend=blend)
 
 
 def plan(study: Study) -> list[Job]:
@@ -123,10 +130,13 @@ def plan(study: Study) -> list[Job]:
     pairs = [(ds, task) for ds in study.datasets for task in study.dataset_tasks(ds)]
     sources = {}
     for ds, task in pairs:
+        if ds.role == "target":
+            continue
+        ref = _ref(ds, "train", ds.train)
         src = Job(
-            kind="source", task=task, train=_ref(ds, "train", ds.train), eval=_ref(ds, "val", ds.val),
+            kind="source", task=task, train=ref, eval=_ref(ds, "val", ds.val),
             schedule=study.source.model_dump(), seed=study.source_seed, upstream=root_key,
-            source=Source(ds.name, ds.domain, task, ds.train, (ds.domain,)), **common,
+            source=Source(ds.name, ref.domain_label, task, ds.train, (ref.domain_label,)), **common,
         )  # fmt: skip
         sources[(ds.name, task)] = src
         jobs.append(src)
@@ -135,6 +145,8 @@ def plan(study: Study) -> list[Job]:
     for size in study.target_sizes:
         for seed in study.seeds:
             for ds, task in pairs:
+                if ds.role == "source":
+                    continue
                 target = {"task": task, "train": _ref(ds, "train", size), "eval": _ref(ds, "val", ds.val),
                           "schedule": finetune, "seed": seed, **common}  # fmt: skip
                 jobs.append(Job(kind="baseline", upstream=root_key, **target))

@@ -58,15 +58,44 @@ def run_jobs(
     address: str | None = None,
     max_parallel: int | None = None,
     console: Console | None = None,
+    in_process: bool = False,
 ) -> RunSummary:
-    """Run every job of `jobs` (topologically ordered) that has no FINISHED run yet."""
+    """Run every job of `jobs` (topologically ordered) that has no FINISHED run yet.
+
+    `in_process=True` runs them one after another in this process, without Ray
+    (for debugging, and as the reference the scheduler's speed-up is measured against).
+    """
     console = console or Console(stderr=True)
     done = tracker.finished()
     todo = [j for j in jobs if j.key not in done]
     summary = RunSummary(total=len(jobs), already_done=len(jobs) - len(todo))
     if not todo:
         return summary
+    with _Ledger(todo, tracker, summary, console) as ledger:
+        if in_process:
+            _run_here(todo, done, store, ledger)
+        else:
+            _run_on_ray(todo, done, store, ledger, address, max_parallel)
+    return summary
 
+
+def _run_here(todo: list[Job], done: dict[str, JobResult], store: CheckpointStore, ledger: _Ledger) -> None:
+    results = dict(done)
+    for job in todo:
+        started = time.time()
+        if job.upstream in ledger.failed_keys:
+            ledger.failed(job, None, started)
+            continue
+        try:
+            results[job.key] = execute(job, results.get(job.upstream) if job.upstream else None, store)
+        except Exception as e:
+            ledger.failed(job, e, started)
+        else:
+            ledger.finished(job, results[job.key])
+
+
+def _run_on_ray(todo: list[Job], done: dict[str, JobResult], store: CheckpointStore, ledger: _Ledger,
+                address: str | None, max_parallel: int | None) -> None:  # fmt: skip
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
@@ -87,35 +116,60 @@ def run_jobs(
             ref = remote.options(name=job.name[:100]).remote(job, upstream, store)
             refs[job.key] = ref
             pending[ref] = (job, time.time())
-        _collect(pending, tracker, summary, console, ray)
-    finally:
-        ray.shutdown()
-    return summary
-
-
-def _collect(pending: dict, tracker: Tracker, summary: RunSummary, console: Console, ray) -> None:
-    totals = Counter(job.kind for job, _ in pending.values())
-    failed_keys: set[str] = set()
-    columns = (TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("eta"), TimeRemainingColumn())  # fmt: skip
-    with Progress(*columns, console=console, transient=False) as progress:
-        bars = {k: progress.add_task(k, total=totals[k]) for k in KINDS if totals[k]}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
                 job, submitted = pending.pop(ref)
                 try:
                     result = ray.get(ref)
-                except Exception as e:  # a job raised, or its upstream did
-                    if job.upstream in failed_keys:
-                        summary.skipped[job.name] = f"upstream {job.upstream} failed"
-                    else:
-                        reason = _reason(e)
-                        tracker.record_failure(job, reason, submitted, time.time())
-                        summary.failed[job.name] = reason
-                        console.print(f"[red]FAILED[/red] {job.name}: {reason}")
-                    failed_keys.add(job.key)
+                except Exception as e:  # the job raised, or its upstream did
+                    ledger.failed(job, e, submitted)
                 else:
-                    tracker.record(job, result)
-                    summary.finished[job.kind] += 1
-                progress.advance(bars[job.kind])
+                    ledger.finished(job, result)
+    finally:
+        ray.shutdown()
+
+
+class _Ledger:
+    """Records each ended job (tracker, summary, progress display) the same way for both executors."""
+
+    def __init__(self, todo: list[Job], tracker: Tracker, summary: RunSummary, console: Console) -> None:
+        self.tracker, self.summary, self.console = tracker, summary, console
+        self.failed_keys: set[str] = set()
+        self.total, self.ended = len(todo), 0
+        totals = Counter(job.kind for job in todo)
+        columns = (TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("eta"), TimeRemainingColumn())  # fmt: skip
+        self.progress = Progress(*columns, console=console, transient=False, disable=not console.is_terminal)
+        self.bars = {k: self.progress.add_task(k, total=totals[k]) for k in KINDS if totals[k]}
+
+    def __enter__(self) -> _Ledger:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def finished(self, job: Job, result: JobResult) -> None:
+        self.tracker.record(job, result)
+        self.summary.finished[job.kind] += 1
+        self._advance(job, "finished")
+
+    def failed(self, job: Job, error: BaseException | None, started: float) -> None:
+        """`job` raised `error`; or, when its upstream failed, it was never run (skipped)."""
+        if job.upstream in self.failed_keys:
+            self.summary.skipped[job.name] = f"upstream {job.upstream} failed"
+            self._advance(job, "skipped")
+        else:
+            reason = _reason(error)
+            self.tracker.record_failure(job, reason, started, time.time())
+            self.summary.failed[job.name] = reason
+            self.console.print(f"[red]FAILED[/red] {job.name}: {reason}")
+            self._advance(job, "failed")
+        self.failed_keys.add(job.key)
+
+    def _advance(self, job: Job, state: str) -> None:
+        self.progress.advance(self.bars[job.kind])
+        self.ended += 1
+        if not self.console.is_terminal:  # a log, not a screen: one line per job
+            self.console.print(f"[{self.ended}/{self.total}] {state}: {job.name}", highlight=False)

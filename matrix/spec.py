@@ -64,11 +64,20 @@ class TrainSpec(Strict):
     clip_grad: Annotated[float, Field(ge=0)] = 1.0
 
 
+class BlendSpec(Strict):
+    """Move a dataset's look `fraction` of the way to another domain's: a planted domain distance."""
+
+    domain: DomainName
+    fraction: Annotated[float, Field(ge=0, le=1)]
+
+
 class DatasetSpec(Strict):
     """A procedural dataset: `train` and `val` scenes of one image domain."""
 
     name: Name
     domain: DomainName
+    role: Literal["both", "source", "target"] = "both"  # used as a source, a target, or both
+    blend: BlendSpec | None = None
     train: PositiveInt = 400  # images in the train split (a source trains on all of them)
     val: PositiveInt = 64
     seed: int = 0
@@ -114,13 +123,17 @@ class Study(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Study:
+        if not any(ds.role != "target" for ds in self.datasets):
+            raise ValueError("datasets: every dataset has role 'target'; expected at least one source")
+        if not any(ds.role != "source" for ds in self.datasets):
+            raise ValueError("datasets: every dataset has role 'source'; expected at least one target")
         seen: set[str] = set()
         for i, ds in enumerate(self.datasets):
             if ds.name in seen:
                 raise ValueError(f"datasets[{i}].name: {ds.name!r} is used twice; dataset names must be unique")
             seen.add(ds.name)
             largest = max(self.target_sizes)
-            if ds.train < largest:
+            if ds.role != "source" and ds.train < largest:
                 raise ValueError(
                     f"datasets[{i}].train: {ds.train} images, fewer than the largest target size {largest}; "
                     f"expected at least {largest}"

@@ -8,45 +8,7 @@ from scipy import stats
 from analysis.factors import add_factors, factor_tests, holm, linear_model
 from analysis.findings import check_findings
 from analysis.gains import summarize_gains, transfer_gains
-from analysis.load import runs_frame
-
-DATASETS = [("a1", "driving"), ("a2", "driving"), ("b1", "aerial"), ("b2", "aerial"), ("c1", "underwater"),
-            ("c2", "underwater")]  # fmt: skip
-TASKS = {"segmentation": ("miou", "true"), "depth": ("abs_rel", "false")}
-
-
-def study_runs(seed: int, domain_effect: float = 0.0, task_effect: float = 0.0, sizes=(16, 64), seeds=3,
-               noise: float = 0.02) -> pd.DataFrame:
-    """A synthetic study: relative gain = domain_effect * same_domain + task_effect * same_task + noise."""
-    rng = np.random.default_rng(seed)
-    recs = []
-    for ds, dom in DATASETS:
-        for task, (metric, hib) in TASKS.items():
-            for size in sizes:
-                for s in range(seeds):
-                    common = {"study": "x", "target_dataset": ds, "target_domain": dom, "target_task": task,
-                              "target_size": str(size), "seed": str(s), "init": "generic", "primary_metric": metric,
-                              "higher_is_better": hib, "status": "FINISHED"}  # fmt: skip
-                    base = 0.5 + rng.normal(0, 0.01)
-                    recs.append(common | {"kind": "baseline", "job_key": f"b{ds}{task}{size}{s}",
-                                          "metrics": {metric: base}})  # fmt: skip
-                    worse = base * 0.8 if hib == "true" else base * 1.25
-                    recs.append(common | {"kind": "scratch", "init": "scratch", "job_key": f"s{ds}{task}{size}{s}",
-                                          "metrics": {metric: worse}})  # fmt: skip
-                    for sds, sdom in DATASETS:
-                        for stask in TASKS:
-                            if (sds, stask) == (ds, task):
-                                continue
-                            gain = (domain_effect * (sdom == dom) + task_effect * (stask == task)
-                                    + rng.normal(0, noise))  # fmt: skip
-                            value = base * (1 + gain) if hib == "true" else base * (1 - gain)
-                            recs.append(common | {"kind": "transfer", "job_key": f"t{sds}{stask}{ds}{task}{size}{s}",
-                                                  "source_dataset": sds, "source_domain": sdom, "source_task": stask,
-                                                  "source_size": "400" if sds.endswith("1") else "32",
-                                                  "source_domains": sdom, "multi_source": "false",
-                                                  "metrics": {metric: value}})  # fmt: skip
-    return runs_frame(recs)
-
+from analysis.simulate import simulate_runs as study_runs
 
 def test_holm_matches_manual_computation():
     p = np.array([0.01, 0.04, np.nan, 0.03, 0.5])

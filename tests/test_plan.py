@@ -35,7 +35,7 @@ def test_job_counts_and_order():
 
 def test_demo_plan():
     jobs = plan(load_study(REPO / "configs" / "demo.yaml"))
-    assert count_by_kind(jobs) == {"pretrain": 1, "source": 6, "transfer": 30, "baseline": 6, "scratch": 6}
+    assert count_by_kind(jobs) == {"pretrain": 1, "source": 8, "transfer": 56, "baseline": 8, "scratch": 8}
 
 
 def test_keys_are_stable_and_follow_upstream():

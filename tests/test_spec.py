@@ -19,7 +19,7 @@ datasets:
 
 def test_demo_study_loads_and_is_frozen():
     study = load_study(REPO / "configs" / "demo.yaml")
-    assert study.name == "demo" and len(study.datasets) == 3
+    assert study.name == "demo" and len(study.datasets) == 4
     with pytest.raises(ValidationError):
         study.name = "other"
 
@@ -31,7 +31,7 @@ def test_demo_study_loads_and_is_frozen():
          "datasets[1].domain: unknown domain 'forest'; expected one of: aerial, driving, indoor"),
         (GOOD + "tasks: [segmentation, keypoint]\n", "tasks[1]: unknown task 'keypoint'; expected one of: depth, segmentation"),
         (GOOD.replace("domain: driving", "domian: driving"),
-         "datasets[0].domian: unknown key 'domian'; expected one of: name, domain, train, val, seed, tasks"),
+         "datasets[0].domian: unknown key 'domian'; expected one of: name, domain, role, blend, train, val, seed, tasks"),
         (GOOD + "seedz: [1]\n", "seedz: unknown key 'seedz'; expected one of: name, output_dir, backbone"),
         (GOOD + "finetune: {steps: 10, lrr: 0.1}\n", "finetune.lrr: unknown key 'lrr'; expected one of: steps, batch_size, lr"),
         (GOOD + "init: foo\n", "init: got 'foo'; input should be 'generic', 'imagenet' or 'scratch'"),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from domains.base import DatasetInfo, Sample
-from domains.synthetic.scenes import DOMAINS, VOCAB, Domain, render
+from domains.synthetic.scenes import DOMAINS, VOCAB, Domain, blend_looks, render
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 MIXED = "mixed"  # a dataset drawing every sample from a domain chosen per index
@@ -26,11 +27,13 @@ class SyntheticDataset(torch.utils.data.Dataset):
     A sample depends only on (name, seed, split, index): the same call in any
     process returns the same tensors. A `mixed` dataset picks each sample's
     domain from `mix` (all registered domains by default); its label space is
-    the union of theirs.
+    the union of theirs. `blend=(other, fraction)` renders the same scenes
+    with their look (texture, colour cast, haze, light, noise) moved that
+    fraction of the way to `other`'s, for a known, tunable domain distance.
     """
 
     def __init__(self, name: str, domain: str, split: str, length: int, image_size: int,
-                 seed: int = 0, mix: tuple[str, ...] = ()) -> None:
+                 seed: int = 0, mix: tuple[str, ...] = (), blend: tuple[str, float] | None = None) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
         self.name, self.split, self.length, self.seed = name, split, length, seed
@@ -38,6 +41,9 @@ class SyntheticDataset(torch.utils.data.Dataset):
             self.parts: list[Domain] = [DOMAINS.get(d)() for d in (mix or DOMAINS.names())]
         else:
             self.parts = [DOMAINS.get(domain)()]
+        if blend is not None:  # appearance moved towards another domain's: a planted domain distance
+            other, fraction = DOMAINS.get(blend[0])().look, float(blend[1])
+            self.parts = [replace(p, look=blend_looks(p.look, other, fraction)) for p in self.parts]
         used = {c for part in self.parts for c in part.classes}
         classes = tuple(c for c in VOCAB if c in used)
         self.info = DatasetInfo(name=name, domain=domain, tasks=TASKS, classes=classes, image_size=image_size)

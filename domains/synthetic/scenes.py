@@ -39,6 +39,17 @@ class Look:
     jitter: float = 0.12  # per-scene palette variation
 
 
+def blend_looks(a: Look, b: Look, fraction: float) -> Look:
+    """The look `fraction` of the way from `a` to `b` (0 = a, 1 = b), field by field."""
+
+    def mix(x, y):
+        if isinstance(x, tuple):
+            return tuple(mix(u, v) for u, v in zip(x, y, strict=True))
+        return (1 - fraction) * x + fraction * y
+
+    return Look(**{f: mix(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__})
+
+
 @dataclass(frozen=True)
 class Domain:
     name: str
