@@ -78,8 +78,10 @@ class Job:
         target = f"{self.train.dataset}/{self.task}"
         if self.kind == "transfer":
             return f"transfer {self.source.dataset}/{self.source.task} -> {target} n={self.train.count} seed={self.seed}"
-        if self.kind in ("baseline", "scratch"):
-            return f"{self.kind} {self.init} -> {target} n={self.train.count} seed={self.seed}"
+        if self.kind == "baseline":
+            return f"baseline {self.init} -> {target} n={self.train.count} seed={self.seed}"
+        if self.kind == "scratch":
+            return f"scratch -> {target} n={self.train.count} seed={self.seed}"
         return f"{self.kind} {target}"
 
     def tags(self, study: str) -> dict[str, str]:

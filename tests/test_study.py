@@ -2,13 +2,19 @@
 
 import base64
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_tmx
+from conftest import TMX, run_tmx
 from mlflow import MlflowClient
 
 from matrix.plan import plan
@@ -110,7 +116,42 @@ def test_run_track_rerun_and_report(tmp_path):
     exported = pd.read_parquet(tmp_path / "runs.parquet")
     assert len(exported) == 25 and set(exported["job_key"]) == {j.key for j in jobs}
 
+    _check_ui_serves_the_study(tmp_path, env, n_runs=25)
+
     assert not list(home.iterdir()), f"left in the home directory: {list(home.rglob('*'))}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _check_ui_serves_the_study(tmp_path: Path, env: dict[str, str], n_runs: int) -> None:
+    """`tmx ui` starts the MLflow UI on loopback, serving the study's runs."""
+    port = _free_port()
+    proc = subprocess.Popen([TMX, "ui", "tiny.yaml", "--port", str(port)], cwd=tmp_path, env=os.environ | env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/experiments/get-by-name?experiment_name=tiny", timeout=5) as r:
+                    exp = json.load(r)["experiment"]
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "the MLflow UI did not come up"
+                time.sleep(1)
+        body = json.dumps({"experiment_ids": [exp["experiment_id"]], "filter": "tags.kind != 'study'",
+                           "max_results": 1000}).encode()  # fmt: skip
+        req = urllib.request.Request(f"{base}/runs/search", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert len(json.load(r)["runs"]) == n_runs
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 def test_failing_jobs_are_recorded_and_their_dependants_skipped(tmp_path):
