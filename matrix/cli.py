@@ -10,6 +10,7 @@ what was expected, before Ray or MLflow start.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,17 +57,39 @@ def main() -> None:
 
 @main.command()
 @study_arg
+@uri_opt
 @click.option("--jobs", "show_jobs", is_flag=True, help="List every job with its key.")
-def plan(study_file: str, show_jobs: bool) -> None:
-    """Print the jobs a study consists of, per kind, target size and seed."""
+def plan(study_file: str, tracking_uri: str | None, show_jobs: bool) -> None:
+    """Print the jobs a study consists of, per kind, target size and seed, with a cost estimate.
+
+    The hours per job come from the study's finished runs (mean duration per
+    kind) where there are some, else from the study's `estimates`.
+    """
     from matrix.plan import count_by_kind
     from matrix.plan import plan as make_plan
 
     study = _study(study_file)
     jobs = make_plan(study)
+    measured: dict[str, list[float]] = {}
+    if tracking_uri is not None or (study.out / "mlflow.db").exists():
+        from matrix.tracking import Tracker
+
+        for run in Tracker(_tracking_uri(study, tracking_uri), study.name, create=False).runs("FINISHED"):
+            if "duration_s" in run.data.metrics:
+                measured.setdefault(run.data.tags.get("kind", ""), []).append(run.data.metrics["duration_s"] / 3600)
     click.echo(f"study {study.name}: {len(jobs)} jobs")
+    total = 0.0
     for kind, n in count_by_kind(jobs).items():
-        click.echo(f"  {kind:<9} {n}")
+        if measured.get(kind):
+            per, source = sum(measured[kind]) / len(measured[kind]), f"mean of {len(measured[kind])} finished runs"
+        elif kind in study.estimates:
+            per, source = study.estimates[kind], "the study's estimates"
+        else:
+            click.echo(f"  {kind:<9} {n:>6}   (no estimate: add estimates.{kind} to the study, or run some)")
+            continue
+        total += per * n
+        click.echo(f"  {kind:<9} {n:>6}   {per * n:9.2f} h  ({per * 3600:.0f} s each, {source})")
+    click.echo(f"  estimated total: {total:.2f} device-hours (excluding kinds with no estimate)")
     for size in study.target_sizes:
         for seed in study.seeds:
             n = sum(1 for j in jobs if j.kind in ("transfer", "baseline") and j.train.count == size and j.seed == seed)
@@ -96,7 +119,10 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
     uri = _tracking_uri(study, tracking_uri)
     tracker = Tracker(uri, study.name, artifact_root=study.out / "mlartifacts")
     store = CheckpointStore(study.out / "checkpoints")
-    summary = run_jobs(jobs, tracker, store, address, max_parallel, in_process=in_process)
+    try:
+        summary = run_jobs(jobs, tracker, store, address, max_parallel, in_process=in_process)
+    except KeyboardInterrupt:
+        _fail(f"interrupted: finished jobs are recorded in {uri}; run `tmx run {study_file}` again to go on", 130)
     if summary.launched == 0:
         click.echo(f"Nothing to run: all {summary.total} jobs of study {study.name!r} already have a FINISHED run "
                    f"in {uri}. No job launched.")  # fmt: skip
@@ -171,6 +197,42 @@ def export(study_file: str, tracking_uri: str | None, output: str) -> None:
     study = _study(study_file)
     runs = _load_runs(study, study_file, tracking_uri)
     click.echo(f"Wrote {write_runs(runs, output)}: {len(runs)} runs")
+
+
+@main.command()
+@study_arg
+@uri_opt
+@click.option("--json", "as_json", is_flag=True, help="Print {kinds: [...], failed: [...]} as JSON")
+def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
+    """Jobs done, failed and pending per kind, read from the tracking store; failed jobs with reasons."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from matrix.plan import plan as make_plan
+    from matrix.status import study_status
+    from matrix.tracking import Tracker
+
+    study = _study(study_file)
+    jobs = make_plan(study)
+    uri = _tracking_uri(study, tracking_uri)
+    runs = []
+    if tracking_uri is not None or (study.out / "mlflow.db").exists():
+        tracker = Tracker(uri, study.name, create=False)
+        runs = [(r.data.tags.get("job_key", ""), r.info.status, r.data.tags.get("error"), r.info.start_time or 0)
+                for r in tracker.runs(status=None) if r.data.tags.get("kind") != "study"]  # fmt: skip
+    rows, failed = study_status(jobs, runs)
+    if as_json:
+        click.echo(json.dumps({"study": study.name, "tracking_uri": uri, "kinds": rows, "failed": failed}, indent=1))
+        return
+    table = Table(title=f"study {study.name} ({uri})")
+    for col in ("kind", "planned", "done", "failed", "pending"):
+        table.add_column(col, justify="left" if col == "kind" else "right")
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in ("kind", "planned", "done", "failed", "pending")))
+    console = Console()
+    console.print(table)
+    for f in failed:
+        console.print(f"failed: {f['name']} ({f['job_key']}): {f['error']}", highlight=False)
 
 
 @main.command()

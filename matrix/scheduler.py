@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -23,6 +23,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from matrix.jobs import CheckpointStore, JobResult, execute
 from matrix.plan import KINDS, Job
 from matrix.tracking import Tracker
+
+
+MAX_IN_FLIGHT = 1000  # jobs submitted to Ray and not yet collected
 
 
 @dataclass
@@ -109,14 +112,16 @@ def _run_on_ray(todo: list[Job], done: dict[str, JobResult], store: CheckpointSt
         remote = ray.remote(num_cpus=1, max_retries=2)(execute)
         refs: dict[str, ray.ObjectRef] = {}
         pending: dict[ray.ObjectRef, tuple[Job, float]] = {}
-        for job in todo:
-            upstream: ray.ObjectRef | JobResult | None = None
-            if job.upstream is not None:
-                upstream = refs.get(job.upstream) or done.get(job.upstream)
-            ref = remote.options(name=job.name[:100]).remote(job, upstream, store)
-            refs[job.key] = ref
-            pending[ref] = (job, time.time())
-        while pending:
+        queue = deque(todo)  # topological: a job's upstream is always submitted before it
+        while queue or pending:
+            while queue and len(pending) < MAX_IN_FLIGHT:  # bounded: a huge study does not flood the driver
+                job = queue.popleft()
+                upstream: ray.ObjectRef | JobResult | None = None
+                if job.upstream is not None:
+                    upstream = refs.get(job.upstream) or done.get(job.upstream)
+                ref = remote.options(name=job.name[:100]).remote(job, upstream, store)
+                refs[job.key] = ref
+                pending[ref] = (job, time.time())
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
                 job, submitted = pending.pop(ref)

@@ -110,6 +110,8 @@ class Study(Strict):
     pretrain: PretrainSpec = PretrainSpec()
     source: TrainSpec = TrainSpec(steps=150)
     finetune: TrainSpec = TrainSpec(steps=60)
+    # accelerator-hours one job of each kind takes, for `tmx plan`'s cost estimate before any run
+    estimates: dict[Literal["pretrain", "source", "transfer", "baseline", "scratch"], Annotated[float, Field(ge=0)]] = {}
 
     @field_validator("backbone")
     @classmethod

@@ -29,7 +29,8 @@ def _ms(t: float) -> int:
 
 
 class Tracker:
-    def __init__(self, uri: str, study: str, artifact_root: Path | None = None) -> None:
+    def __init__(self, uri: str, study: str, artifact_root: Path | None = None, create: bool = True) -> None:
+        """Open (and unless `create` is False, create) the study's experiment and parent run."""
         from mlflow import MlflowClient
 
         self.uri, self.study = uri, study
@@ -37,6 +38,9 @@ class Tracker:
         exp = self.client.get_experiment_by_name(study)
         if exp is not None:
             self.experiment_id = exp.experiment_id
+        elif not create:  # read-only use (plan, status) of a study with no runs yet
+            self.experiment_id = self.parent_id = None
+            return
         else:
             location = artifact_root.resolve().as_uri() if artifact_root is not None else None
             self.experiment_id = self.client.create_experiment(study, artifact_location=location)
@@ -61,6 +65,8 @@ class Tracker:
         """Every run of the study (with `status`, if given), paging through the store."""
         query = f"attributes.status = '{status}'" if status else ""
         out, token = [], None
+        if self.experiment_id is None:
+            return out
         while True:
             page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
             out.extend(page)

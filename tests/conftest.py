@@ -22,6 +22,7 @@ for name, sub in {"HOME": "home", "RAY_TMPDIR": "ray", "MPLCONFIGDIR": "mpl", "T
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
 
 REPO = Path(__file__).resolve().parents[1]
 TMX = str(Path(sys.executable).with_name("tmx"))

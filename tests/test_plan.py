@@ -60,3 +60,21 @@ def test_scratch_init_has_no_pretrain_and_tags_name_everything():
                 "target_domain", "target_task", "target_size", "seed", "init", "source_size", "source_domains"):  # fmt: skip
         assert tags[key] not in ("", None), key
     assert tags["init"] == "scratch" and tags["job_key"] == transfer.key
+
+
+def test_plan_cli_estimates_cost_from_the_study(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from matrix.cli import main
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\ndatasets:\n  - {name: a, domain: driving}\n  - {name: b, domain: aerial}\n"
+                    "estimates: {source: 0.5, transfer: 0.25}\n")  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["plan", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "source         4        2.00 h  (1800 s each, the study's estimates)" in result.output
+    assert "transfer      12        3.00 h" in result.output
+    assert "baseline       4   (no estimate: add estimates.baseline" in result.output
+    assert "estimated total: 5.00 device-hours" in result.output
+    assert not (tmp_path / "outputs").exists()  # planning writes nothing

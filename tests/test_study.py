@@ -85,6 +85,9 @@ def test_run_track_rerun_and_report(tmp_path):
     transfer = next(j for j in jobs if j.kind == "transfer")
     assert by_key[transfer.key].data.tags["upstream_key"] == transfer.upstream
 
+    estimate = run_tmx("plan", "tiny.yaml", cwd=tmp_path, env=env)
+    assert estimate.returncode == 0 and "mean of 12 finished runs)" in estimate.stdout, estimate.stdout
+
     second = run_tmx("run", "tiny.yaml", cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Nothing to run: all 25 jobs" in second.stdout and "No job launched" in second.stdout
@@ -159,7 +162,7 @@ def test_failing_jobs_are_recorded_and_their_dependants_skipped(tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY.replace("source: {steps: 4, batch_size: 8}",
                                                      "source: {steps: 4, batch_size: 8, lr: 1.0e+30}"))
     env, _ = _env(tmp_path)
-    result = run_tmx("run", "tiny.yaml", cwd=tmp_path, env=env)
+    result = run_tmx("run", "tiny.yaml", "--in-process", cwd=tmp_path, env=env)  # the executor without Ray
     assert result.returncode == 1
     assert "4 failed, 12 skipped" in result.stdout
     assert "NonFiniteLossError: non-finite loss" in result.stdout
@@ -168,3 +171,14 @@ def test_failing_jobs_are_recorded_and_their_dependants_skipped(tmp_path):
     assert kinds == {("pretrain", "FINISHED"): 1, ("baseline", "FINISHED"): 4, ("scratch", "FINISHED"): 4,
                      ("source", "FAILED"): 4}
     assert all("NonFiniteLossError" in r.data.tags["error"] for r in runs if r.info.status == "FAILED")
+
+    status = run_tmx("status", "tiny.yaml", "--json", cwd=tmp_path, env=env)
+    assert status.returncode == 0, status.stderr
+    state = json.loads(status.stdout)
+    kinds = {row.pop("kind"): row for row in state["kinds"]}
+    assert kinds["source"] == {"planned": 4, "done": 0, "failed": 4, "pending": 0}
+    assert kinds["transfer"] == {"planned": 12, "done": 0, "failed": 0, "pending": 12}
+    assert kinds["baseline"]["done"] == kinds["scratch"]["done"] == kinds["pretrain"]["done"] + 3 == 4
+    assert len(state["failed"]) == 4 and all("NonFiniteLossError" in f["error"] for f in state["failed"])
+    table = run_tmx("status", "tiny.yaml", cwd=tmp_path, env=env)
+    assert table.returncode == 0 and "failed: source a/segmentation" in table.stdout

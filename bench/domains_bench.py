@@ -1,0 +1,56 @@
+"""Bench: procedural rendering speed beside the tiny backbone's training speed, on one core.
+
+Prints images/s rendered per domain at 64 and 128 px, the images/s a training
+step of `test_resnet` + the segmentation head consumes at the same size
+(batch 16), and their ratio: above 1, one core renders faster than one core trains.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from domains import DOMAINS, SyntheticDataset  # noqa: E402
+from tasks import get_task  # noqa: E402
+from tasks.model import build_model  # noqa: E402
+from tasks.train import Schedule, materialize, train  # noqa: E402
+
+
+def render_rate(domain: str, size: int, n: int) -> float:
+    ds = SyntheticDataset("bench", domain, "train", n, size)
+    t0 = time.perf_counter()
+    for i in range(n):
+        ds[i]
+    return n / (time.perf_counter() - t0)
+
+
+def train_rate(size: int, steps: int = 10, batch: int = 16) -> float:
+    ds = SyntheticDataset("bench", "driving", "train", 64, size)
+    data = materialize(ds)
+    model = build_model("test_resnet", "segmentation", ds.info, seed=0)
+    task = get_task("segmentation")
+    train(model, task, data, Schedule(steps=2, batch_size=batch), seed=0)  # warm up
+    t0 = time.perf_counter()
+    train(model, task, data, Schedule(steps=steps, batch_size=batch), seed=0)
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    for size in (64, 128):
+        trains = train_rate(size)
+        rates = {d: render_rate(d, size, 40) for d in DOMAINS.names()}
+        slowest = min(rates.values())
+        cells = "  ".join(f"{d} {r:6.0f}" for d, r in rates.items())
+        print(f"{size:>4} px  render img/s: {cells}")
+        print(f"{size:>4} px  train img/s (test_resnet + segmentation, batch 16): {trains:6.0f}; "
+              f"slowest render / train = {slowest / trains:.2f}")
+
+
+if __name__ == "__main__":
+    main()
