@@ -111,7 +111,7 @@ def compare(g: pd.DataFrame, factor: Factor, n_boot: int, rng: np.random.Generat
     return row
 
 
-def factor_tests(g: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+def factor_tests(g: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """The factor table: one row per factor of `FACTORS`, Holm-corrected over the testable ones."""
     rng = np.random.default_rng(seed)
     table = pd.DataFrame([compare(g, f, n_boot, rng) for f in FACTORS])

@@ -50,17 +50,7 @@ PAIR = ["source", "target", "source_dataset", "source_domain", "source_task", "t
         "target_task", "target_size", "init"]  # fmt: skip
 
 
-def bootstrap_mean_ci(values: np.ndarray, n_boot: int, rng: np.random.Generator, level: float = 0.95):
-    """Percentile bootstrap interval of the mean of `values`; (nan, nan) below two values."""
-    values = np.asarray(values, float)
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(1)
-    tail = (1 - level) / 2 * 100
-    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
-
-
-def summarize_gains(gains: pd.DataFrame, runs: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+def summarize_gains(gains: pd.DataFrame, runs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Mean gain over seeds per (source, target, size, init), with a bootstrap 95% interval.
 
     `seed_noise` is the spread of the baseline's metric over seeds, relative to
@@ -71,11 +61,18 @@ def summarize_gains(gains: pd.DataFrame, runs: pd.DataFrame, n_boot: int = 2000,
     rng = np.random.default_rng(seed)
     base = runs[runs["kind"] == "baseline"].groupby(["target_dataset", "target_task", "target_size", "init"])["value"]
     noise = (base.std(ddof=1) / base.mean().abs()).rename("seed_noise").reset_index()
-    rows = []
-    for key, grp in gains.groupby(PAIR, sort=True):
-        lo, hi = bootstrap_mean_ci(grp["gain"].to_numpy(), n_boot, rng)
-        rows.append((*key, grp["gain"].mean(), grp["abs_gain"].mean(), len(grp), lo, hi))
-    out = pd.DataFrame(rows, columns=[*PAIR, "gain", "abs_gain", "n_seeds", "ci_low", "ci_high"])
+    grouped = gains.groupby(PAIR, sort=True)
+    out = grouped.agg(gain=("gain", "mean"), abs_gain=("abs_gain", "mean"), n_seeds=("gain", "size")).reset_index()
+    out["ci_low"] = out["ci_high"] = np.nan
+    # groups of one size share one set of resampled seed indices: [groups, n_boot] means in one step
+    values = grouped["gain"].agg(list)
+    sizes = values.map(len).to_numpy()
+    for k in np.unique(sizes[sizes >= 2]):
+        rows = np.flatnonzero(sizes == k)
+        vals = np.array([values.iloc[i] for i in rows], float)  # [G, k]
+        means = vals[:, rng.integers(0, k, (n_boot, k))].mean(-1)  # [G, n_boot]
+        out.loc[rows, "ci_low"] = np.percentile(means, 2.5, axis=1)
+        out.loc[rows, "ci_high"] = np.percentile(means, 97.5, axis=1)
     out = out.merge(noise, on=["target_dataset", "target_task", "target_size", "init"], how="left")
     has_ci = out["ci_low"].notna()
     within = (out["ci_low"] <= 0) & (out["ci_high"] >= 0) | (out["gain"].abs() < out["seed_noise"])

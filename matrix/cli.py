@@ -155,7 +155,7 @@ def _load_runs(study: Study, study_file: str, tracking_uri: str | None):
 @uri_opt
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for the report (default: the study's)")
 @click.option("--runs", "runs_file", type=click.Path(dir_okay=False), help="Read runs from a `tmx export` parquet file")
-@click.option("--bootstrap", default=2000, show_default=True, type=click.IntRange(min=100), help="Bootstrap resamples")
+@click.option("--bootstrap", default=1000, show_default=True, type=click.IntRange(min=100), help="Bootstrap resamples")
 def report(study_file: str, tracking_uri: str | None, output: str | None, runs_file: str | None, bootstrap: int) -> None:
     """Write report.html, report.md, gains.csv and pairs.csv from the study's runs."""
     import pandas as pd
