@@ -7,6 +7,8 @@ jobs that others build on, a checkpoint written atomically to the store.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -17,7 +19,7 @@ from matrix.plan import DataRef, Job
 from tasks import get_task
 from tasks.model import build_model
 from tasks.train import LossCurve, Schedule, evaluate, materialize, train
-from tasks.transfer import TransferReport, save_checkpoint, transfer
+from tasks.transfer import TMP_SUFFIX, TransferReport, save_checkpoint, transfer
 
 HAS_DEPENDANTS = ("pretrain", "source")  # kinds whose checkpoint another job loads
 
@@ -44,6 +46,30 @@ class CheckpointStore:
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.pt"
+
+    def sweep(self) -> int:
+        """Remove temporary files left by writers on this host that are no longer alive (killed jobs)."""
+        host, removed = socket.gethostname(), 0
+        for tmp in self.root.glob(f"*/.*{TMP_SUFFIX}"):
+            parts = tmp.name.split(".")  # "", KEY, "pt", HOST..., PID, RANDOM, "tmp"
+            try:
+                pid = int(parts[-3])
+            except (IndexError, ValueError):
+                continue
+            if ".".join(parts[3:-3]) == host and not _alive(pid):
+                tmp.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def dataset(ref: DataRef, image_size: int) -> SyntheticDataset:

@@ -69,6 +69,7 @@ def run_jobs(
     (for debugging, and as the reference the scheduler's speed-up is measured against).
     """
     console = console or Console(stderr=True)
+    store.sweep()
     done = tracker.finished()
     todo = [j for j in jobs if j.key not in done]
     summary = RunSummary(total=len(jobs), already_done=len(jobs) - len(todo))

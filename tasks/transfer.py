@@ -8,6 +8,7 @@ returns the tensors moved and skipped so the job can log them.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,9 @@ from typing import Any
 
 import torch
 from torch import nn
+
+
+TMP_SUFFIX = ".tmp"
 
 
 @dataclass
@@ -27,7 +31,9 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any]) ->
     """Write {state_dict, meta} to `path` via a temporary file and a rename: never a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the temporary name records who writes it, so a sweep can remove the leftovers of a killed writer
+    prefix = f".{path.name}.{socket.gethostname()}.{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save({"state_dict": model.state_dict(), "meta": meta}, f)

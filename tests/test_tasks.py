@@ -129,3 +129,24 @@ def test_transfer_moves_backbone_not_head(tmp_path):
 def test_imagenet_init_without_local_weights_says_where_to_place_them():
     with pytest.raises(WeightsNotFoundError, match="hub/checkpoints/test_resnet.safetensors"):
         create_backbone(BACKBONE, init="imagenet")
+
+
+def test_store_sweeps_only_leftovers_of_dead_writers(tmp_path):
+    import os
+    import socket
+    import subprocess
+
+    from matrix.jobs import CheckpointStore
+
+    store = CheckpointStore(tmp_path)
+    (tmp_path / "ab").mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    left = tmp_path / "ab" / f".abcd.pt.{host}.{dead.pid}.x1y2.tmp"
+    live = tmp_path / "ab" / f".abce.pt.{host}.{os.getpid()}.x1y2.tmp"
+    other_host = tmp_path / "ab" / f".abcf.pt.elsewhere.{dead.pid}.x1y2.tmp"
+    for f in (left, live, other_host):
+        f.write_bytes(b"partial")
+    assert store.sweep() == 1
+    assert not left.exists() and live.exists() and other_host.exists()
