@@ -117,7 +117,8 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
     jobs = make_plan(study)
     study.out.mkdir(parents=True, exist_ok=True)
     uri = _tracking_uri(study, tracking_uri)
-    tracker = Tracker(uri, study.name, artifact_root=study.out / "mlartifacts")
+    local_store = uri.startswith(("sqlite:", "file:", "/"))  # a server decides where artifacts go
+    tracker = Tracker(uri, study.name, artifact_root=study.out / "mlartifacts" if local_store else None)
     store = CheckpointStore(study.out / "checkpoints")
     try:
         summary = run_jobs(jobs, tracker, store, address, max_parallel, in_process=in_process)

@@ -182,3 +182,50 @@ def test_failing_jobs_are_recorded_and_their_dependants_skipped(tmp_path):
     assert len(state["failed"]) == 4 and all("NonFiniteLossError" in f["error"] for f in state["failed"])
     table = run_tmx("status", "tiny.yaml", cwd=tmp_path, env=env)
     assert table.returncode == 0 and "failed: source a/segmentation" in table.stdout
+
+
+def test_run_against_a_tracking_server(tmp_path):
+    """`--tracking-uri http://...`: a real `mlflow server` on 127.0.0.1, started and stopped here."""
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    env, _ = _env(tmp_path)
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(Path(TMX).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+        cwd=tmp_path, env=os.environ | env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=5).read()
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "mlflow server did not come up"
+                time.sleep(1)
+        result = run_tmx("run", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "Launched 25 jobs" in result.stdout
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name("tiny")
+        runs = client.search_runs([exp.experiment_id], "tags.kind != 'study' and attributes.status = 'FINISHED'",
+                                  max_results=1000)  # fmt: skip
+        assert len(runs) == 25 and len({r.data.tags["job_key"] for r in runs}) == 25
+        transfer = next(r for r in runs if r.data.tags["kind"] == "transfer")
+        assert [a.path for a in client.list_artifacts(transfer.info.run_id)] == ["transfer.json"]
+        assert not (tmp_path / "outputs" / "tiny" / "mlflow.db").exists()  # nothing went to the local default
+
+        again = run_tmx("run", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
+        assert again.returncode == 0 and "No job launched" in again.stdout
+        status = run_tmx("status", "tiny.yaml", "--tracking-uri", uri, "--json", cwd=tmp_path, env=env)
+        assert json.loads(status.stdout)["kinds"][-1] == {"kind": "total", "planned": 25, "done": 25, "failed": 0,
+                                                          "pending": 0}  # fmt: skip
+        report = run_tmx("report", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
+        assert report.returncode == 0, report.stderr[-3000:]
+        assert (tmp_path / "outputs" / "tiny" / "report.html").exists()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
