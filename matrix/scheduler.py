@@ -15,6 +15,7 @@ import os
 import secrets
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -62,11 +63,13 @@ def run_jobs(
     max_parallel: int | None = None,
     console: Console | None = None,
     in_process: bool = False,
+    fn: Callable[[Job, JobResult | None, CheckpointStore], JobResult] = execute,
 ) -> RunSummary:
     """Run every job of `jobs` (topologically ordered) that has no FINISHED run yet.
 
     `in_process=True` runs them one after another in this process, without Ray
     (for debugging, and as the reference the scheduler's speed-up is measured against).
+    `fn` is what runs a job (`matrix.jobs.execute`); the scheduler bench swaps in a no-op.
     """
     console = console or Console(stderr=True)
     store.sweep()
@@ -77,13 +80,13 @@ def run_jobs(
         return summary
     with _Ledger(todo, tracker, summary, console) as ledger:
         if in_process:
-            _run_here(todo, done, store, ledger)
+            _run_here(todo, done, store, ledger, fn)
         else:
-            _run_on_ray(todo, done, store, ledger, address, max_parallel)
+            _run_on_ray(todo, done, store, ledger, address, max_parallel, fn)
     return summary
 
 
-def _run_here(todo: list[Job], done: dict[str, JobResult], store: CheckpointStore, ledger: _Ledger) -> None:
+def _run_here(todo: list[Job], done: dict[str, JobResult], store: CheckpointStore, ledger: _Ledger, fn) -> None:
     results = dict(done)
     for job in todo:
         started = time.time()
@@ -91,7 +94,7 @@ def _run_here(todo: list[Job], done: dict[str, JobResult], store: CheckpointStor
             ledger.failed(job, None, started)
             continue
         try:
-            results[job.key] = execute(job, results.get(job.upstream) if job.upstream else None, store)
+            results[job.key] = fn(job, results.get(job.upstream) if job.upstream else None, store)
         except Exception as e:
             ledger.failed(job, e, started)
         else:
@@ -99,7 +102,7 @@ def _run_here(todo: list[Job], done: dict[str, JobResult], store: CheckpointStor
 
 
 def _run_on_ray(todo: list[Job], done: dict[str, JobResult], store: CheckpointStore, ledger: _Ledger,
-                address: str | None, max_parallel: int | None) -> None:  # fmt: skip
+                address: str | None, max_parallel: int | None, fn) -> None:  # fmt: skip
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
@@ -110,7 +113,7 @@ def _run_on_ray(todo: list[Job], done: dict[str, JobResult], store: CheckpointSt
     else:
         ray.init(address=address, logging_level="ERROR")
     try:
-        remote = ray.remote(num_cpus=1, max_retries=2)(execute)
+        remote = ray.remote(num_cpus=1, max_retries=2)(fn)
         refs: dict[str, ray.ObjectRef] = {}
         pending: dict[ray.ObjectRef, tuple[Job, float]] = {}
         queue = deque(todo)  # topological: a job's upstream is always submitted before it

@@ -1,0 +1,93 @@
+"""Bench: what the scheduler and tracking cost, and what parallel execution buys, in one run.
+
+(a) overhead per job: ~2,000 no-op jobs through the real scheduler (embedded
+    Ray, 2 workers) and the real tracker (sqlite MLflow); target <= 20 ms/job.
+(b) a real small study (tiny models, 32 px) on 2 cores with Ray against the
+    same jobs one after another in one process; target speed-up >= 1.8x.
+(c) rerunning a finished 500-job study with `tmx run`: target <= 10 s, no job launched.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from rich.console import Console  # noqa: E402
+
+from matrix.jobs import CheckpointStore, JobResult  # noqa: E402
+from matrix.plan import plan  # noqa: E402
+from matrix.scheduler import run_jobs  # noqa: E402
+from matrix.spec import load_study  # noqa: E402
+from matrix.tracking import Tracker, default_tracking_uri  # noqa: E402
+
+
+def noop(job, upstream, store) -> JobResult:
+    now = time.time()
+    return JobResult(job.key, {"miou": 0.5}, "miou", True, checkpoint="/dev/null", started=now, ended=now)
+
+
+def study_yaml(name: str, datasets: int, seeds: int, steps: tuple[int, int] = (1, 1), size: int = 32) -> str:
+    ds = "\n".join(f"  - {{name: d{i}, domain: {('driving', 'aerial', 'underwater', 'indoor')[i % 4]}, "
+                    f"train: 32, val: 8}}" for i in range(datasets))  # fmt: skip
+    return (f"name: {name}\nimage_size: {size}\ninit: scratch\ndatasets:\n{ds}\ntarget_sizes: [16]\n"
+            f"seeds: {list(range(seeds))}\nsource: {{steps: {steps[0]}, batch_size: 8}}\n"
+            f"finetune: {{steps: {steps[1]}, batch_size: 8}}\n")
+
+
+def timed_noop_run(folder: Path, text: str, name: str) -> tuple[int, float]:
+    (folder / f"{name}.yaml").write_text(text)
+    study = load_study(folder / f"{name}.yaml").model_copy(update={"output_dir": str(folder / "out" / name)})
+    study.out.mkdir(parents=True)
+    jobs = plan(study)
+    tracker = Tracker(default_tracking_uri(study.out), study.name, artifact_root=study.out / "artifacts")
+    t0 = time.perf_counter()
+    run_jobs(jobs, tracker, CheckpointStore(study.out / "ck"), max_parallel=2, fn=noop,
+             console=Console(file=open(os.devnull, "w")))  # fmt: skip
+    return len(jobs), time.perf_counter() - t0
+
+
+def cli(folder: Path, *args: str) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    out = subprocess.run([str(Path(sys.executable).with_name("tmx")), *args], cwd=folder, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    return time.perf_counter() - t0, out.stdout
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        # (a) 11 datasets x 2 tasks = 22 pairs; 4 seeds: 22 sources + 4 * (22 * 21 + 22) = 1958 finetunes
+        n, wall = timed_noop_run(folder, study_yaml("overhead", 11, 4), "overhead")
+        per_job = wall / n * 1000
+        print(f"(a) {n} no-op jobs through Ray + sqlite MLflow: {wall:.1f} s, {per_job:.1f} ms/job; "
+              f"target 20 ms: ratio {per_job / 20:.2f}")
+
+        # (b) the same real jobs with Ray (2 workers) and one after another in this process
+        (folder / "real.yaml").write_text(study_yaml("real", 3, 1, steps=(60, 20)))
+        seq, _ = cli(folder, "run", "real.yaml", "--in-process", "--tracking-uri", f"sqlite:///{folder}/seq.db")
+        (folder / "outputs").rename(folder / "outputs-seq")
+        par, _ = cli(folder, "run", "real.yaml", "--tracking-uri", f"sqlite:///{folder}/par.db")
+        jobs = len(plan(load_study(folder / "real.yaml")))
+        print(f"(b) {jobs} real jobs: one process {seq:.1f} s, Ray on 2 cores {par:.1f} s; "
+              f"speed-up {seq / par:.2f}x (target 1.8x)")
+
+        # (c) rerun of a finished 500-job study: 8 datasets x 2 tasks = 16 pairs, 2 seeds: 16 + 2 * (16*15+16) = 528
+        n, _ = timed_noop_run(folder, study_yaml("rerun", 8, 2), "rerun")
+        text = (folder / "rerun.yaml").read_text() + f"output_dir: {folder / 'out' / 'rerun'}\n"
+        (folder / "rerun.yaml").write_text(text)
+        took, out = cli(folder, "run", "rerun.yaml")
+        assert "No job launched" in out, out
+        print(f"(c) rerun of a finished {n}-job study: {took:.1f} s, no job launched; target 10 s: ratio {took / 10:.2f}")
+
+
+if __name__ == "__main__":
+    main()
