@@ -29,7 +29,7 @@ datasets:
   - {name: b, domain: underwater, train: 24, val: 8}
 target_sizes: [16]
 pretrain: {train: 24, val: 8, schedule: {steps: 10, batch_size: 8}}
-source: {steps: 40, batch_size: 8}
+source: {steps: 25, batch_size: 8}
 finetune: {steps: 10, batch_size: 8}
 """
 
