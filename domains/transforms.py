@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from domains.base import Sample
-
-DENSE = ("image", "segmentation", "depth")  # keys whose last dimension is image width
+from domains.base import DENSE, Sample
 
 
 def random_hflip(batch: Sample, generator: torch.Generator, p: float = 0.5) -> Sample:
