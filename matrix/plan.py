@@ -65,6 +65,7 @@ class Job:
     image_size: int
     upstream: str | None  # key of the job whose backbone this one starts from
     source: Source | None = None  # for source and transfer jobs: the source (dataset, task)
+    model: dict[str, Any] = field(default_factory=dict)  # ModelSpec fields
     key: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -114,7 +115,8 @@ def _ref(ds: DatasetSpec, split: str, count: int) -> DataRef:
 
 def plan(study: Study) -> list[Job]:
     """Every job of `study`, each after its upstream. Transfers onto the identical (dataset, task) are excluded."""
-    common = {"init": study.init, "backbone": study.backbone, "image_size": study.image_size}
+    common = {"init": study.init, "backbone": study.backbone, "image_size": study.image_size,
+              "model": study.model.model_dump()}  # fmt: skip
     jobs: list[Job] = []
     root: Job | None = None
     if study.init == "generic":

@@ -84,6 +84,14 @@ class DatasetSpec(Strict):
     tasks: tuple[TaskName, ...] | None = None  # task types used from it; default: the study's
 
 
+class ModelSpec(Strict):
+    """Choices inside the task models (see tasks/): which detector, which depth loss, what transfers."""
+
+    detector: Literal["fcos", "retinanet", "faster_rcnn"] = "fcos"  # torchvision detector over the backbone + FPN
+    depth_loss: Literal["log_l1", "scale_invariant"] = "log_l1"
+    transfer_head: bool = False  # also move the head when task and label space match
+
+
 class PretrainSpec(Strict):
     """The generic init: one model trained on a mixture of domains (the stand-in for ImageNet)."""
 
@@ -101,6 +109,7 @@ class Study(Strict):
     backbone: str = "test_resnet"  # a timm model name
     image_size: Annotated[int, Field(ge=16, le=1024)] = 64
     init: Literal["generic", "imagenet", "scratch"] = "generic"
+    model: ModelSpec = ModelSpec()
     scratch: bool = True  # also finetune every target from a random init (what the init is worth)
     tasks: tuple[TaskName, ...] = ("segmentation", "depth")
     datasets: tuple[DatasetSpec, ...] = Field(min_length=1)
