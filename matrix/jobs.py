@@ -11,15 +11,18 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
+import torch
+
 from domains import Sample, SyntheticDataset
+from domains.transforms import augment
 from matrix.plan import DataRef, Job
 from tasks import get_task
 from tasks.model import build_model
-from tasks.train import LossCurve, Schedule, evaluate, materialize, train
-from tasks.transfer import TMP_SUFFIX, TransferReport, save_checkpoint, transfer
+from tasks.train import Checkpoint, Evaluate, Hook, LossCurve, Schedule, materialize, train
+from tasks.transfer import TMP_SUFFIX, TransferReport, transfer
 
 HAS_DEPENDANTS = ("pretrain", "source")  # kinds whose checkpoint another job loads
 
@@ -85,24 +88,33 @@ def _materialized(ref: DataRef, image_size: int) -> Sample:
 def execute(job: Job, upstream: JobResult | None, store: CheckpointStore) -> JobResult:
     """Train `job` (from `upstream`'s checkpoint when it has one), evaluate it, return its result."""
     started = time.time()
-    task = get_task(job.task)
+    task = get_task(job.task, job.model)
     info = dataset(job.train, job.image_size).info
     fresh_init = "imagenet" if job.init == "imagenet" and job.upstream is None else "scratch"
-    model = build_model(job.backbone, job.task, info, job.seed, init=fresh_init)
+    model = build_model(job.backbone, job.task, info, job.seed, init=fresh_init, options=job.model)
+    if torch.cuda.is_available():  # Ray sets CUDA_VISIBLE_DEVICES to the job's GPU
+        model = model.cuda()
+    label_space = task.label_space(info)
     report = TransferReport()
     if job.upstream is not None:
         if upstream is None or upstream.checkpoint is None:
             raise RuntimeError(f"{job.name}: upstream job {job.upstream} left no checkpoint")
-        report = transfer(model, upstream.checkpoint)
+        report = transfer(model, upstream.checkpoint, head=job.model.get("transfer_head", False), task=job.task,
+                          label_space=label_space)  # fmt: skip
     curve = LossCurve(every=max(1, job.schedule["steps"] // 20))
-    train(model, task, _materialized(job.train, job.image_size), Schedule(**job.schedule), job.seed, (curve,))
-    metrics = evaluate(model, task, _materialized(job.eval, job.image_size), task.metric(info))
+    evaluation = Evaluate(task, _materialized(job.eval, job.image_size), lambda: task.metric(info))
+    hooks: list[Hook] = [curve, evaluation]
     checkpoint = None
     if job.kind in HAS_DEPENDANTS:
-        meta = {"key": job.key, "backbone": job.backbone, "task": job.task, "classes": list(info.classes)}
-        checkpoint = str(save_checkpoint(model, store.path(job.key), meta))
+        checkpoint = str(store.path(job.key))
+        meta = {"key": job.key, "backbone": job.backbone, "task": job.task, "label_space": list(label_space)}
+        hooks.append(Checkpoint(checkpoint, meta))
+    flip_pairs = info.keypoints.flip_pairs if info.keypoints else ()
+    augmentation = partial(augment, size=job.image_size, flip_pairs=flip_pairs)  # Mensink's rescale, crop, flip
+    train(model, task, _materialized(job.train, job.image_size), Schedule(**job.schedule), job.seed, tuple(hooks),
+          augment=augmentation)  # fmt: skip
     return JobResult(
-        key=job.key, metrics=metrics, primary_metric=task.primary_metric, higher_is_better=task.higher_is_better,
-        checkpoint=checkpoint, curve=curve.points, moved=report.moved, skipped=report.skipped,
-        started=started, ended=time.time(),
+        key=job.key, metrics=evaluation.final, primary_metric=task.primary_metric,
+        higher_is_better=task.higher_is_better, checkpoint=checkpoint, curve=curve.points, moved=report.moved,
+        skipped=report.skipped, started=started, ended=time.time(),
     )  # fmt: skip

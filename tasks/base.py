@@ -1,12 +1,15 @@
-"""What every task type exposes: a head, a loss, a metric, and its primary metric's direction.
+"""What every task type exposes: a head, a loss, predictions, a metric, and its primary metric's direction.
 
-One module per task type (`segmentation.py`, `depth.py`, ...) registers a `Task`
-under its name with `@TASKS.register(name)`; `get_task(name)` is the one entry.
+One module per task type (`segmentation.py`, `depth.py`, `detection.py`,
+`keypoints.py`) registers a `Task` under its name with `@TASKS.register(name)`;
+`get_task(name, options)` is the one entry. A batch holds the dense keys of
+the standard sample form stacked ([B, ...]) and the per-object keys (`boxes`,
+`labels`, `keypoints`) as lists of B tensors.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -14,7 +17,7 @@ from torch import nn
 from domains import DatasetInfo
 from domains.registry import Registry
 
-Batch = dict[str, torch.Tensor]
+Batch = dict[str, Any]
 
 
 class FeatureInfo(Protocol):
@@ -28,30 +31,60 @@ class FeatureInfo(Protocol):
 class Metric(Protocol):
     """Accumulates over a whole split; `compute` returns flat `{name: float}`."""
 
-    def update(self, output: torch.Tensor, batch: Batch) -> None: ...
+    def update(self, predictions: Any, batch: Batch) -> None: ...
 
     def compute(self) -> dict[str, float]: ...
 
 
 class Task:
+    """The surface every task type has. Subclasses set the class attributes and the methods."""
+
     name: str
-    label: str  # the sample key holding this task's labels
+    labels: tuple[str, ...]  # the sample keys holding this task's labels
     primary_metric: str
     higher_is_better: bool
+    OPTIONS: tuple[str, ...] = ()  # the study's model choices this task reads (keyword arguments)
 
-    def build_head(self, feature_info: FeatureInfo, info: DatasetInfo) -> nn.Module:
+    def build_head(self, neck: nn.Module, info: DatasetInfo) -> nn.Module:
+        """The head over the neck's levels (`neck.out_channels`, `neck.strides`) for `info`'s label space."""
         raise NotImplementedError
 
-    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The training loss (a scalar) of `model` (in train mode) on `batch`."""
+        raise NotImplementedError
+
+    def predict(self, model: nn.Module, batch: Batch) -> Any:
+        """What the metric consumes: `model`'s predictions (in eval mode) for `batch`."""
         raise NotImplementedError
 
     def metric(self, info: DatasetInfo) -> Metric:
         raise NotImplementedError
 
+    def label_space(self, info: DatasetInfo) -> tuple[str, ...]:
+        """The names a head's outputs index: a head transfers only between equal label spaces."""
+        return info.classes
+
+
+class DenseTask(Task):
+    """A task predicting a map per pixel with `TaskModel.forward`."""
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return self.criterion(model(batch["image"]), batch)
+
+    def criterion(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return model(batch["image"])
+
 
 TASKS: Registry[type[Task]] = Registry("task")
 
 
-def get_task(name: str) -> Task:
-    """The task registered as `name`; an unknown name raises an error listing the valid ones."""
-    return TASKS.get(name)()
+def get_task(name: str, options: dict[str, Any] | None = None) -> Task:
+    """The task registered as `name`, given the study's model `options` it reads (others are ignored).
+
+    An unknown name raises an error listing the valid ones.
+    """
+    cls = TASKS.get(name)
+    return cls(**{k: v for k, v in (options or {}).items() if k in cls.OPTIONS})

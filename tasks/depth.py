@@ -1,13 +1,22 @@
-"""Monocular depth: FPN decoder regressing log-depth, L1 on log-depth, AbsRel / RMSE / delta<1.25."""
+"""Monocular depth: a dense head on the FPN regressing log-depth; AbsRel / RMSE / delta<1.25.
+
+Losses (the study's `model.depth_loss`): `log_l1`, L1 on log-depth; or
+`scale_invariant`, Eigen et al.'s scale-invariant log error (lambda = 0.85,
+as in BTS and AdaBins): sqrt(mean(d^2) - lambda * mean(d)^2), d = log pred - log gt.
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import nn
 
 from domains import DatasetInfo
-from tasks.base import TASKS, Batch, FeatureInfo, Task
-from tasks.heads import FPNDecoder
+from tasks.base import TASKS, Batch, DenseTask
+from tasks.heads import DenseHead
+
+SI_LAMBDA = 0.85
 
 
 def predicted_depth(output: torch.Tensor) -> torch.Tensor:
@@ -37,21 +46,33 @@ class DepthErrors:
 
 
 @TASKS.register("depth")
-class Depth(Task):
+class Depth(DenseTask):
     name = "depth"
-    label = "depth"
+    labels = ("depth",)
     primary_metric = "abs_rel"
     higher_is_better = False
+    OPTIONS = ("depth_loss",)
 
-    def build_head(self, feature_info: FeatureInfo, info: DatasetInfo) -> nn.Module:
-        return FPNDecoder(feature_info, 1)
+    def __init__(self, depth_loss: Literal["log_l1", "scale_invariant"] = "log_l1") -> None:
+        if depth_loss not in ("log_l1", "scale_invariant"):
+            raise ValueError(f"unknown depth_loss {depth_loss!r}; expected one of: log_l1, scale_invariant")
+        self.depth_loss = depth_loss
 
-    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def build_head(self, neck: nn.Module, info: DatasetInfo) -> nn.Module:
+        return DenseHead(neck.out_channels, 1)
+
+    def criterion(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
         gt = batch["depth"]
         valid = gt > 0
         if not valid.any():
             return output.sum() * 0.0
-        return (output[:, 0][valid] - gt[valid].log()).abs().mean()
+        d = output[:, 0][valid] - gt[valid].log()  # log-depth residuals of valid pixels
+        if self.depth_loss == "log_l1":
+            return d.abs().mean()
+        return ((d**2).mean() - SI_LAMBDA * d.mean() ** 2).clamp_min(1e-8).sqrt()
 
     def metric(self, info: DatasetInfo) -> DepthErrors:
         return DepthErrors()
+
+    def label_space(self, info: DatasetInfo) -> tuple[str, ...]:
+        return ("depth",)

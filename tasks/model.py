@@ -1,6 +1,13 @@
-"""A task model: the shared backbone and one task's head. State-dict keys start `backbone.` or `head.`."""
+"""A task model: the shared backbone, the FPN neck and one task's head.
+
+State-dict keys start `backbone.`, `neck.` or `head.`: what `tasks.transfer`
+moves between models, whatever the task type.
+"""
 
 from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
 
 import torch
 from torch import nn
@@ -8,6 +15,7 @@ from torch import nn
 from domains import DatasetInfo
 from tasks.backbone import create_backbone
 from tasks.base import get_task
+from tasks.heads import Neck
 
 # ImageNet statistics: the input normalisation every backbone here expects
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -15,20 +23,31 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
 class TaskModel(nn.Module):
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, neck: Neck, head: nn.Module) -> None:
         super().__init__()
-        self.backbone, self.head = backbone, head
+        self.backbone, self.neck, self.head = backbone, neck, head
         self.register_buffer("mean", MEAN.clone(), persistent=False)
         self.register_buffer("std", STD.clone(), persistent=False)
+        if hasattr(head, "attach"):  # a torchvision detector: it normalises, then calls our features
+            head.attach(self.features)
+
+    def features(self, normalized: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        """Normalised images [B, 3, H, W] -> FPN levels {"0": [B, C, H/4, W/4], ..., "pool": ...}."""
+        return self.neck(self.backbone(normalized))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images [B, 3, H, W] in [0, 1] -> the head's dense output [B, C, H, W]."""
-        features = self.backbone((images - self.mean) / self.std)
-        return self.head(features, images.shape[-2:])
+        """Dense tasks: images [B, 3, H, W] in [0, 1] -> the head's output [B, C, H, W]."""
+        return self.head(self.features((images - self.mean) / self.std), images.shape[-2:])
 
 
-def build_model(backbone: str, task: str, info: DatasetInfo, seed: int, init: str = "scratch") -> TaskModel:
-    """A fresh model for `task` on a dataset like `info`; weights drawn from `seed`."""
+def build_model(backbone: str, task: str, info: DatasetInfo, seed: int, init: str = "scratch",
+                options: dict[str, Any] | None = None) -> TaskModel:  # fmt: skip
+    """A fresh model for `task` on a dataset like `info`; weights drawn from `seed`.
+
+    `init` is "scratch" or "imagenet" (local weights only, see tasks.backbone);
+    `options` are the study's model choices (e.g. detector, depth_loss).
+    """
     torch.manual_seed(seed)
     body = create_backbone(backbone, init)
-    return TaskModel(body, get_task(task).build_head(body.feature_info, info))
+    neck = Neck(body.feature_info)
+    return TaskModel(body, neck, get_task(task, options).build_head(neck, info))

@@ -1,4 +1,4 @@
-"""Semantic segmentation: FPN decoder, cross-entropy with ignore, dataset-level mIoU."""
+"""Semantic segmentation: a dense head on the FPN, cross-entropy with ignore, dataset-level mIoU."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from domains import IGNORE, DatasetInfo
-from tasks.base import TASKS, Batch, FeatureInfo, Task
-from tasks.heads import FPNDecoder
+from tasks.base import TASKS, Batch, DenseTask
+from tasks.heads import DenseHead
 
 
 class MeanIoU:
@@ -39,16 +39,16 @@ class MeanIoU:
 
 
 @TASKS.register("segmentation")
-class Segmentation(Task):
+class Segmentation(DenseTask):
     name = "segmentation"
-    label = "segmentation"
+    labels = ("segmentation",)
     primary_metric = "miou"
     higher_is_better = True
 
-    def build_head(self, feature_info: FeatureInfo, info: DatasetInfo) -> nn.Module:
-        return FPNDecoder(feature_info, len(info.classes))
+    def build_head(self, neck: nn.Module, info: DatasetInfo) -> nn.Module:
+        return DenseHead(neck.out_channels, len(info.classes))
 
-    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def criterion(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(output, batch["segmentation"], ignore_index=IGNORE)
 
     def metric(self, info: DatasetInfo) -> MeanIoU:

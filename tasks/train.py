@@ -1,23 +1,30 @@
 """The training loop: loss, backward, step. Logging, checkpointing and evaluation are hooks.
 
-Call order for each hook: `before_train(model)`, then per step
-`after_step(step, loss)`, then `after_train(model)`. On CPU the same seed
-gives the same weights and metrics: batches and flips come from a seeded
-generator, and the model is built from `torch.manual_seed(seed)`.
+    train(model, task, data, Schedule(steps=100), seed=0, hooks=(LossCurve(), Checkpoint(path, meta)))
+
+Hook call order: `before_train(model)`; then for each step `after_step(step,
+loss)` (after the optimiser and scheduler steps); then `after_train(model)`.
+On CPU the same seed gives the same weights and metrics: batch order and
+augmentations come from one seeded generator, the model is built from
+`torch.manual_seed(seed)`. On CUDA the loop uses automatic mixed precision
+(bfloat16 where supported, else float16 with a gradient scaler) and
+channels_last memory format.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from domains import Sample
-from domains.transforms import random_hflip
-from tasks.base import Task
+from domains import DENSE, INSTANCE, Sample
+from tasks.base import Batch, Task
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -61,10 +68,77 @@ class LossCurve(Hook):
             self._acc = []
 
 
-def materialize(dataset: torch.utils.data.Dataset) -> Sample:
-    """Every sample of `dataset` stacked into one batch (subsets here are small)."""
-    samples = [dataset[i] for i in range(len(dataset))]
-    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+class Evaluate(Hook):
+    """Evaluates on `data` every `every` steps (0: only after training); `history` is [(step, metrics)]."""
+
+    def __init__(self, task: Task, data: Batch, metric: Callable[[], Any], every: int = 0) -> None:
+        self.task, self.data, self.metric, self.every = task, data, metric, every
+        self.history: list[tuple[int, dict[str, float]]] = []
+        self._model: nn.Module | None = None
+        self._steps = 0
+
+    def before_train(self, model: nn.Module) -> None:
+        self._model = model
+
+    def after_step(self, step: int, loss: float) -> None:
+        self._steps = step + 1
+        if self.every and self._steps % self.every == 0:
+            self.history.append((self._steps, evaluate(self._model, self.task, self.data, self.metric())))
+            self._model.train()
+
+    def after_train(self, model: nn.Module) -> None:
+        if not self.history or self.history[-1][0] != self._steps:
+            self.history.append((self._steps, evaluate(model, self.task, self.data, self.metric())))
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1][1]
+
+
+class Checkpoint(Hook):
+    """Writes the trained model to `path` atomically after training (see tasks.transfer.save_checkpoint)."""
+
+    def __init__(self, path: str | Path, meta: dict[str, Any]) -> None:
+        self.path, self.meta = Path(path), meta
+
+    def after_train(self, model: nn.Module) -> None:
+        from tasks.transfer import save_checkpoint
+
+        save_checkpoint(model, self.path, self.meta)
+
+
+# -- batches: dense keys stacked [N, ...], per-object keys as lists of N tensors ---------------------
+
+
+def collate(samples: list[Sample]) -> Batch:
+    return {k: (list(v) if k in INSTANCE else torch.stack(v)) for k, v in
+            ((k, [s[k] for s in samples]) for k in samples[0])}  # fmt: skip
+
+
+def materialize(dataset: torch.utils.data.Dataset) -> Batch:
+    """Every sample of `dataset` in one batch (target subsets here are small)."""
+    return collate([dataset[i] for i in range(len(dataset))])
+
+
+def select(data: Batch, idx: torch.Tensor | slice) -> Batch:
+    if isinstance(idx, slice):
+        return {k: v[idx] for k, v in data.items()}
+    return {k: ([v[i] for i in idx.tolist()] if isinstance(v, list) else v[idx]) for k, v in data.items()}
+
+
+def samples(batch: Batch) -> list[Sample]:
+    n = len(batch["image"])
+    return [{k: v[i] for k, v in batch.items()} for i in range(n)]
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    if device.type == "cpu":
+        return batch
+    return {k: ([t.to(device, non_blocking=True) for t in v] if isinstance(v, list) else v.to(device, non_blocking=True))
+            for k, v in batch.items()}  # fmt: skip
+
+
+Augment = Callable[[Sample, torch.Generator], Sample]
 
 
 def _lr_factor(step: int, sched: Schedule) -> float:
@@ -75,36 +149,66 @@ def _lr_factor(step: int, sched: Schedule) -> float:
     return 0.5 * (1 + math.cos(math.pi * t)) if sched.decay == "cosine" else (1 - t) ** 0.9
 
 
-def train(model: nn.Module, task: Task, data: Sample, sched: Schedule, seed: int, hooks: tuple[Hook, ...] = ()) -> None:
-    """Train `model` on `data` (a materialised batch of all samples) for `sched.steps` steps."""
+def _autocast(device: torch.device) -> tuple[contextlib.AbstractContextManager, torch.amp.GradScaler | None]:
+    if device.type != "cuda":
+        return contextlib.nullcontext(), None
+    if torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16), None
+    return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+
+
+def train(model: nn.Module, task: Task, data: Batch, sched: Schedule, seed: int, hooks: tuple[Hook, ...] = (),
+          augment: Augment | None = None) -> None:  # fmt: skip
+    """Train `model` on `data` (every training sample, in one batch) for `sched.steps` steps.
+
+    `augment(sample, generator)` is applied to each sample of each batch (the
+    dense keys must keep their size); None trains on the samples as they are.
+    """
+    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     if sched.optimizer == "adamw":
         opt = torch.optim.AdamW(params, lr=sched.lr, weight_decay=sched.weight_decay)
     else:
         opt = torch.optim.SGD(params, lr=sched.lr, momentum=0.9, weight_decay=sched.weight_decay)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, sched))
-    n = data["image"].shape[0]
+    amp, scaler = _autocast(device)
+    n = len(data["image"])
     order = torch.randperm(n, generator=generator)
     cursor = 0
     model.train()
     for hook in hooks:
         hook.before_train(model)
     for step in range(sched.steps):
-        if cursor + sched.batch_size > n:  # next epoch
+        if cursor + sched.batch_size > n and cursor > 0:  # next epoch
             order, cursor = torch.randperm(n, generator=generator), 0
-        idx = order[cursor : cursor + sched.batch_size]
+        batch = select(data, order[cursor : cursor + sched.batch_size])
         cursor += sched.batch_size
-        batch = random_hflip({k: v[idx] for k, v in data.items()}, generator)
-        loss = task.loss(model(batch["image"]), batch)
+        if augment is not None:
+            batch = collate([augment(s, generator) for s in samples(batch)])
+        batch = to_device(batch, device)
+        if device.type == "cuda":
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+        with amp:
+            loss = task.loss(model, batch)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise NonFiniteLossError(step, value)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+        else:
+            loss.backward()
         if sched.clip_grad > 0:
             nn.utils.clip_grad_norm_(params, sched.clip_grad)
-        opt.step()
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
         lr_sched.step()
         for hook in hooks:
             hook.after_step(step, value)
@@ -113,11 +217,20 @@ def train(model: nn.Module, task: Task, data: Sample, sched: Schedule, seed: int
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task: Task, data: Sample, metric, batch_size: int = 32) -> dict[str, float]:
+def evaluate(model: nn.Module, task: Task, data: Batch, metric, batch_size: int = 32) -> dict[str, float]:
     """Run `model` over `data` and return `metric.compute()`: flat {name: float}."""
+    device = next(model.parameters()).device
     model.eval()
-    n = data["image"].shape[0]
+    amp, _ = _autocast(device)
+    n = len(data["image"])
     for start in range(0, n, batch_size):
-        batch = {k: v[start : start + batch_size] for k, v in data.items()}
-        metric.update(model(batch["image"]), batch)
+        batch = select(data, slice(start, start + batch_size))
+        with amp:
+            predictions = task.predict(model, to_device(batch, device))
+        if isinstance(predictions, torch.Tensor):
+            predictions = predictions.float().cpu()
+        else:
+            predictions = [{k: (v.float() if v.is_floating_point() else v).cpu() for k, v in p.items()}
+                           for p in predictions]  # fmt: skip
+        metric.update(predictions, batch)
     return metric.compute()

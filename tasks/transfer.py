@@ -1,8 +1,13 @@
 """Which weights move from a checkpoint into a new model, and checkpoints written atomically.
 
-The backbone always moves; a head moves only when asked and when its tensors
-have the same names and shapes (same task type and label space). `transfer`
-returns the tensors moved and skipped so the job can log them.
+    report = transfer(model, "src.pt", head=False, task="depth", label_space=("depth",))
+    report.moved, report.skipped      # tensor names; skipped ones as "name: reason"
+
+The backbone always moves; the neck moves when both models have one (every
+task model here has the same FPN neck, so it moves across task types); a
+head moves only when asked, when the checkpoint's task and label space
+(recorded in its meta) equal the new model's, and when its tensors have the
+same names and shapes. Checkpoints load with `weights_only=True`.
 """
 
 from __future__ import annotations
@@ -48,15 +53,24 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def transfer(model: nn.Module, checkpoint: str | Path, heads: bool = False) -> TransferReport:
-    """Copy `checkpoint`'s backbone (and, if `heads`, matching head) tensors into `model`."""
-    source = load_checkpoint(checkpoint)["state_dict"]
+def transfer(model: nn.Module, checkpoint: str | Path, head: bool = False, task: str | None = None,
+             label_space: tuple[str, ...] | None = None) -> TransferReport:  # fmt: skip
+    """Copy `checkpoint`'s backbone and neck (and, if `head` and they match, head) tensors into `model`."""
+    loaded = load_checkpoint(checkpoint)
+    source, meta = loaded["state_dict"], loaded.get("meta", {})
     target = model.state_dict()
+    same_head = (meta.get("task") == task and label_space is not None
+                 and tuple(meta.get("label_space", ())) == tuple(label_space))  # fmt: skip
     report = TransferReport()
     update = {}
     for name, tensor in source.items():
-        if not (name.startswith("backbone.") or (heads and name.startswith("head."))):
-            report.skipped.append(f"{name}: head not transferred")
+        part = name.split(".", 1)[0]
+        if part not in ("backbone", "neck", "head"):
+            report.skipped.append(f"{name}: not a backbone, neck or head tensor")
+        elif part == "head" and not head:
+            report.skipped.append(f"{name}: head not transferred (the study does not ask)")
+        elif part == "head" and not same_head:
+            report.skipped.append(f"{name}: head not transferred (task or label space differ)")
         elif name not in target:
             report.skipped.append(f"{name}: not in the new model")
         elif target[name].shape != tensor.shape:
