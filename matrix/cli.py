@@ -47,7 +47,8 @@ def _tracking_uri(study: Study, uri: str | None) -> str:
 
 
 study_arg = click.argument("study_file", metavar="STUDY", type=click.Path(dir_okay=False))
-uri_opt = click.option("--tracking-uri", help="MLflow tracking URI (default: sqlite in the study's output folder)")
+uri_opt = click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+                       help="MLflow tracking URI (default: sqlite in the study's output folder)")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -105,8 +106,11 @@ def plan(study_file: str, tracking_uri: str | None, show_jobs: bool) -> None:
 @click.option("--address", help="Ray cluster address (default: start an embedded local cluster)")
 @click.option("--max-parallel", type=click.IntRange(min=1), help="Jobs at once on the local cluster (default: CPUs)")
 @click.option("--in-process", is_flag=True, help="Run the jobs one after another in this process, without Ray")
+@click.option("--storage", envvar="TMX_STORAGE", show_envvar=True,
+              help="Checkpoint storage root: a folder every node sees, or an fsspec URI such as s3://bucket/path "
+                   "(default: OUTPUT/checkpoints)")  # fmt: skip
 def run(study_file: str, tracking_uri: str | None, address: str | None, max_parallel: int | None,
-        in_process: bool) -> None:  # fmt: skip
+        in_process: bool, storage: str | None) -> None:  # fmt: skip
     """Run every job of STUDY that has no FINISHED run yet."""
     from matrix.jobs import CheckpointStore
     from matrix.plan import plan as make_plan
@@ -119,7 +123,7 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
     uri = _tracking_uri(study, tracking_uri)
     local_store = uri.startswith(("sqlite:", "file:", "/"))  # a server decides where artifacts go
     tracker = Tracker(uri, study.name, artifact_root=study.out / "mlartifacts" if local_store else None)
-    store = CheckpointStore(study.out / "checkpoints")
+    store = CheckpointStore(storage or study.out / "checkpoints")
     try:
         summary = run_jobs(jobs, tracker, store, address, max_parallel, in_process=in_process)
     except KeyboardInterrupt:

@@ -7,12 +7,15 @@ jobs that others build on, a checkpoint written atomically to the store.
 
 from __future__ import annotations
 
+import io
 import os
 import socket
+import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
@@ -22,7 +25,7 @@ from matrix.plan import DataRef, Job
 from tasks import get_task
 from tasks.model import build_model
 from tasks.train import Checkpoint, Evaluate, Hook, LossCurve, Schedule, materialize, train
-from tasks.transfer import TMP_SUFFIX, TransferReport, transfer
+from tasks.transfer import TMP_SUFFIX, TransferReport, save_checkpoint, transfer
 
 HAS_DEPENDANTS = ("pretrain", "source")  # kinds whose checkpoint another job loads
 
@@ -42,18 +45,57 @@ class JobResult:
 
 
 class CheckpointStore:
-    """Checkpoints addressed by job key under a root folder: ROOT/ab/abcdef....pt."""
+    """Checkpoints addressed by job key under a storage root: ROOT/ab/abcdef....pt.
+
+    The root is a local folder (the default, `OUTPUT/checkpoints`) or an
+    fsspec URI (`s3://bucket/study`, `gs://...`; the matching fsspec backend,
+    s3fs or gcsfs, must be installed on the driver and the workers). Writes
+    are atomic: a local file is written under a temporary name and renamed; an
+    object is uploaded from a finished local file (object stores publish an
+    object only once its upload completes), so a killed job never leaves a
+    partial checkpoint that a transfer would load.
+    """
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root).resolve()  # workers may run in another folder
+        root = str(root)
+        self.remote = "://" in root and not root.startswith("file://")
+        # a local root is made absolute: workers may run in another folder
+        self.root = root.rstrip("/") if self.remote else str(Path(root.removeprefix("file://")).resolve())
 
-    def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.pt"
+    def _fs(self):
+        import fsspec
+
+        return fsspec.core.url_to_fs(self.root)[0]
+
+    def path(self, key: str) -> str:
+        """Where `key`'s checkpoint lives: a local path or a URI."""
+        return f"{self.root}/{key[:2]}/{key}.pt"
+
+    def save(self, key: str, model, meta: dict) -> str:
+        """Write `model`'s checkpoint for `key` atomically; returns its path or URI."""
+        target = self.path(key)
+        if not self.remote:
+            return str(save_checkpoint(model, target, meta))
+        with tempfile.TemporaryDirectory(prefix="tmx-ckpt-") as tmp:
+            local = save_checkpoint(model, Path(tmp) / f"{key}.pt", meta)
+            self._fs().put_file(str(local), target)
+        return target
+
+    def open(self, uri: str) -> BinaryIO:
+        """The checkpoint at `uri` as a readable binary file (read whole: checkpoints here are small)."""
+        if "://" not in uri or uri.startswith("file://"):
+            return open(uri.removeprefix("file://"), "rb")  # noqa: SIM115 (the caller closes it)
+        import fsspec
+
+        with fsspec.open(uri, "rb") as f:
+            return io.BytesIO(f.read())
 
     def sweep(self) -> int:
         """Remove temporary files left by writers on this host that are no longer alive (killed jobs)."""
+        if self.remote:
+            return 0  # uploads are published whole or not at all
         host, removed = socket.gethostname(), 0
-        for tmp in self.root.glob(f"*/.*{TMP_SUFFIX}"):
+        for tmp in Path(self.root).glob(f"*/.*{TMP_SUFFIX}"):
             parts = tmp.name.split(".")  # "", KEY, "pt", HOST..., PID, RANDOM, "tmp"
             try:
                 pid = int(parts[-3])
@@ -99,16 +141,17 @@ def execute(job: Job, upstream: JobResult | None, store: CheckpointStore) -> Job
     if job.upstream is not None:
         if upstream is None or upstream.checkpoint is None:
             raise RuntimeError(f"{job.name}: upstream job {job.upstream} left no checkpoint")
-        report = transfer(model, upstream.checkpoint, head=job.model.get("transfer_head", False), task=job.task,
-                          label_space=label_space)  # fmt: skip
+        with store.open(upstream.checkpoint) as f:
+            report = transfer(model, f, head=job.model.get("transfer_head", False), task=job.task,
+                              label_space=label_space)  # fmt: skip
     curve = LossCurve(every=max(1, job.schedule["steps"] // 20))
     evaluation = Evaluate(task, _materialized(job.eval, job.image_size), lambda: task.metric(info))
     hooks: list[Hook] = [curve, evaluation]
     checkpoint = None
     if job.kind in HAS_DEPENDANTS:
-        checkpoint = str(store.path(job.key))
+        checkpoint = store.path(job.key)
         meta = {"key": job.key, "backbone": job.backbone, "task": job.task, "label_space": list(label_space)}
-        hooks.append(Checkpoint(checkpoint, meta))
+        hooks.append(Checkpoint(partial(store.save, job.key, meta=meta)))
     flip_pairs = info.keypoints.flip_pairs if info.keypoints else ()
     augmentation = partial(augment, size=job.image_size, flip_pairs=flip_pairs)  # Mensink's rescale, crop, flip
     train(model, task, _materialized(job.train, job.image_size), Schedule(**job.schedule), job.seed, tuple(hooks),

@@ -17,7 +17,6 @@ import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -96,15 +95,13 @@ class Evaluate(Hook):
 
 
 class Checkpoint(Hook):
-    """Writes the trained model to `path` atomically after training (see tasks.transfer.save_checkpoint)."""
+    """Saves the trained model after training with `save(model)` (e.g. a checkpoint store's atomic write)."""
 
-    def __init__(self, path: str | Path, meta: dict[str, Any]) -> None:
-        self.path, self.meta = Path(path), meta
+    def __init__(self, save: Callable[[nn.Module], Any]) -> None:
+        self.save = save
 
     def after_train(self, model: nn.Module) -> None:
-        from tasks.transfer import save_checkpoint
-
-        save_checkpoint(model, self.path, self.meta)
+        self.save(model)
 
 
 # -- batches: dense keys stacked [N, ...], per-object keys as lists of N tensors ---------------------

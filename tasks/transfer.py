@@ -17,7 +17,7 @@ import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -49,11 +49,12 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any]) ->
     return path
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+def load_checkpoint(source: str | Path | BinaryIO) -> dict[str, Any]:
+    """{state_dict, meta} from a file path or a readable binary file; tensors only (`weights_only=True`)."""
+    return torch.load(source, map_location="cpu", weights_only=True)
 
 
-def transfer(model: nn.Module, checkpoint: str | Path, head: bool = False, task: str | None = None,
+def transfer(model: nn.Module, checkpoint: str | Path | BinaryIO, head: bool = False, task: str | None = None,
              label_space: tuple[str, ...] | None = None) -> TransferReport:  # fmt: skip
     """Copy `checkpoint`'s backbone and neck (and, if `head` and they match, head) tensors into `model`."""
     loaded = load_checkpoint(checkpoint)
