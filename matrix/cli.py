@@ -209,12 +209,12 @@ def export(study_file: str, tracking_uri: str | None, output: str) -> None:
 @uri_opt
 @click.option("--json", "as_json", is_flag=True, help="Print {kinds: [...], failed: [...]} as JSON")
 def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
-    """Jobs done, failed and pending per kind, read from the tracking store; failed jobs with reasons."""
+    """Jobs done, running, failed and pending per kind, read from the tracking store; failed jobs with reasons."""
     from rich.console import Console
     from rich.table import Table
 
     from matrix.plan import plan as make_plan
-    from matrix.status import study_status
+    from matrix.status import FIELDS, study_status
     from matrix.tracking import Tracker
 
     study = _study(study_file)
@@ -230,10 +230,10 @@ def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
         click.echo(json.dumps({"study": study.name, "tracking_uri": uri, "kinds": rows, "failed": failed}, indent=1))
         return
     table = Table(title=f"study {study.name} ({uri})")
-    for col in ("kind", "planned", "done", "failed", "pending"):
+    for col in ("kind", *FIELDS):
         table.add_column(col, justify="left" if col == "kind" else "right")
     for row in rows:
-        table.add_row(*(str(row[c]) for c in ("kind", "planned", "done", "failed", "pending")))
+        table.add_row(*(str(row[c]) for c in ("kind", *FIELDS)))
     console = Console()
     console.print(table)
     for f in failed:

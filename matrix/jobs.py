@@ -20,7 +20,6 @@ from typing import BinaryIO
 import torch
 
 from domains import Sample, SyntheticDataset
-from domains.transforms import augment
 from matrix.plan import DataRef, Job
 from tasks import get_task
 from tasks.model import build_model
@@ -152,6 +151,8 @@ def execute(job: Job, upstream: JobResult | None, store: CheckpointStore) -> Job
         checkpoint = store.path(job.key)
         meta = {"key": job.key, "backbone": job.backbone, "task": job.task, "label_space": list(label_space)}
         hooks.append(Checkpoint(partial(store.save, job.key, meta=meta)))
+    from domains.transforms import augment
+
     flip_pairs = info.keypoints.flip_pairs if info.keypoints else ()
     augmentation = partial(augment, size=job.image_size, flip_pairs=flip_pairs)  # Mensink's rescale, crop, flip
     train(model, task, _materialized(job.train, job.image_size), Schedule(**job.schedule), job.seed, tuple(hooks),

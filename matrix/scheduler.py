@@ -27,6 +27,8 @@ from matrix.tracking import Tracker
 
 
 MAX_IN_FLIGHT = 1000  # jobs submitted to Ray and not yet collected
+# application errors worth another try on another worker (worker and node deaths are always retried)
+RETRY_ON = [MemoryError, ConnectionError, TimeoutError]
 
 
 @dataclass
@@ -73,6 +75,7 @@ def run_jobs(
     """
     console = console or Console(stderr=True)
     store.sweep()
+    tracker.close_stale()
     done = tracker.finished()
     todo = [j for j in jobs if j.key not in done]
     summary = RunSummary(total=len(jobs), already_done=len(jobs) - len(todo))
@@ -93,6 +96,7 @@ def _run_here(todo: list[Job], done: dict[str, JobResult], store: CheckpointStor
         if job.upstream in ledger.failed_keys:
             ledger.failed(job, None, started)
             continue
+        ledger.started(job, started)
         try:
             results[job.key] = fn(job, results.get(job.upstream) if job.upstream else None, store)
         except Exception as e:
@@ -113,7 +117,11 @@ def _run_on_ray(todo: list[Job], done: dict[str, JobResult], store: CheckpointSt
     else:
         ray.init(address=address, logging_level="ERROR")
     try:
-        remote = ray.remote(num_cpus=1, max_retries=2)(fn)
+        from ray.util.queue import Queue
+
+        starts = Queue()  # workers put (job key, time) here when a job starts; the driver opens its run
+        remote = ray.remote(num_cpus=1, max_retries=2, retry_exceptions=RETRY_ON)(_signalling(fn, starts))
+        by_key = {job.key: job for job in todo}
         refs: dict[str, ray.ObjectRef] = {}
         pending: dict[ray.ObjectRef, tuple[Job, float]] = {}
         queue = deque(todo)  # topological: a job's upstream is always submitted before it
@@ -127,6 +135,9 @@ def _run_on_ray(todo: list[Job], done: dict[str, JobResult], store: CheckpointSt
                 refs[job.key] = ref
                 pending[ref] = (job, time.time())
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            if starts.qsize():
+                for key, started in starts.get_nowait_batch(starts.qsize()):
+                    ledger.started(by_key[key], started)
             for ref in ready:
                 job, submitted = pending.pop(ref)
                 try:
@@ -137,6 +148,16 @@ def _run_on_ray(todo: list[Job], done: dict[str, JobResult], store: CheckpointSt
                     ledger.finished(job, result)
     finally:
         ray.shutdown()
+
+
+def _signalling(fn, starts):
+    """`fn` that first tells the driver, through the `starts` queue, that the job has started on a worker."""
+
+    def job_task(job: Job, upstream: JobResult | None, store: CheckpointStore) -> JobResult:
+        starts.put((job.key, time.time()))
+        return fn(job, upstream, store)
+
+    return job_task
 
 
 class _Ledger:
@@ -158,6 +179,9 @@ class _Ledger:
 
     def __exit__(self, *exc) -> None:
         self.progress.stop()
+
+    def started(self, job: Job, when: float) -> None:
+        self.tracker.start(job, when)
 
     def finished(self, job: Job, result: JobResult) -> None:
         self.tracker.record(job, result)

@@ -1,10 +1,11 @@
-"""Where a study stands: per job kind, how many planned jobs are done, failed or pending.
+"""Where a study stands: per job kind, how many planned jobs are done, running, failed or pending.
 
     table, failed = study_status(jobs, runs)
 
 `runs` are (job_key, status, error) of the study's job runs in the tracking
 store. A job is done when its key has a FINISHED run; failed when it has no
-FINISHED run and its latest run FAILED; pending otherwise (never run, or
+FINISHED run and its latest run FAILED; running when its latest run is
+RUNNING (a worker has started it); pending otherwise (never run, or
 skipped because its upstream failed).
 """
 
@@ -14,9 +15,11 @@ from collections import Counter
 
 from matrix.plan import KINDS, Job
 
+FIELDS = ("planned", "done", "running", "failed", "pending")
+
 
 def study_status(jobs: list[Job], runs: list[tuple[str, str, str | None, int]]) -> tuple[list[dict], list[dict]]:
-    """Rows of {kind, planned, done, failed, pending} (plus a total) and the failed jobs with their reasons.
+    """Rows of {kind, planned, done, running, failed, pending} (plus a total) and the failed jobs with their reasons.
 
     `runs` holds (job_key, status, error, start_time) per run.
     """
@@ -32,12 +35,14 @@ def study_status(jobs: list[Job], runs: list[tuple[str, str, str | None, int]]) 
         c["planned"] += 1
         if job.key in finished:
             c["done"] += 1
+        elif job.key in latest and latest[job.key][1] == "RUNNING":
+            c["running"] += 1
         elif job.key in latest and latest[job.key][1] == "FAILED":
             c["failed"] += 1
             failed.append({"kind": job.kind, "name": job.name, "job_key": job.key, "error": latest[job.key][2] or ""})
         else:
             c["pending"] += 1
-    rows = [{"kind": k, **{f: c[f] for f in ("planned", "done", "failed", "pending")}} for k, c in counts.items()
+    rows = [{"kind": k, **{f: c[f] for f in FIELDS}} for k, c in counts.items()
             if c["planned"]]  # fmt: skip
-    rows.append({"kind": "total", **{f: sum(r[f] for r in rows) for f in ("planned", "done", "failed", "pending")}})
+    rows.append({"kind": "total", **{f: sum(r[f] for r in rows) for f in FIELDS}})
     return rows, failed

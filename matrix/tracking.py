@@ -34,6 +34,7 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.uri, self.study = uri, study
+        self._open: dict[str, str] = {}  # job key -> its RUNNING run
         self.client = MlflowClient(tracking_uri=uri)
         exp = self.client.get_experiment_by_name(study)
         if exp is not None:
@@ -88,20 +89,37 @@ class Tracker:
             )  # fmt: skip
         return done
 
-    def record(self, job: Job, result: JobResult) -> str:
-        """Log a finished job as one FINISHED run; returns its run id."""
-        from mlflow.entities import Metric, Param
+    def start(self, job: Job, started: float) -> str:
+        """Open `job`'s run as RUNNING when a worker starts it (`tmx status` counts it as running)."""
+        if job.key not in self._open:
+            tags = job.tags(self.study) | {"mlflow.runName": job.name, "mlflow.parentRunId": self.parent_id}
+            self._open[job.key] = self.client.create_run(self.experiment_id, start_time=_ms(started), tags=tags).info.run_id
+        return self._open[job.key]
 
-        tags = job.tags(self.study) | {
-            "primary_metric": result.primary_metric,
-            "higher_is_better": str(result.higher_is_better).lower(),
-            "mlflow.runName": job.name,
-            "mlflow.parentRunId": self.parent_id,
-        }
+    def close_stale(self) -> int:
+        """Mark runs left RUNNING by a driver that was stopped (killed, interrupted) as KILLED; returns how many."""
+        stale = [r for r in self.runs("RUNNING") if r.data.tags.get("kind") != "study" and r.info.run_id not in
+                 self._open.values()]  # fmt: skip
+        for run in stale:
+            self.client.set_tag(run.info.run_id, "error", "interrupted: the driver stopped while it ran")
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        return len(stale)
+
+    def _run_for(self, job: Job, started: float, tags: dict[str, str]) -> str:
+        run_id = self._open.pop(job.key, None)
+        if run_id is None:
+            tags = job.tags(self.study) | {"mlflow.runName": job.name, "mlflow.parentRunId": self.parent_id} | tags
+            return self.client.create_run(self.experiment_id, start_time=_ms(started), tags=tags).info.run_id
+        return run_id
+
+    def record(self, job: Job, result: JobResult) -> str:
+        """Log a finished job: its run (opened by `start`, or created now) ends FINISHED; returns its run id."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        tags = {"primary_metric": result.primary_metric, "higher_is_better": str(result.higher_is_better).lower()}
         if result.checkpoint:
             tags["checkpoint"] = result.checkpoint
-        run = self.client.create_run(self.experiment_id, start_time=_ms(result.started), tags=tags)
-        run_id = run.info.run_id
+        run_id = self._run_for(job, result.started, tags)
         end = _ms(result.ended)
         metrics = [Metric(k, float(v), end, 0) for k, v in result.metrics.items()]
         metrics += [Metric("train_loss", float(v), end, step) for step, v in result.curve]
@@ -109,7 +127,7 @@ class Tracker:
                     Metric("moved_tensors", len(result.moved), end, 0),
                     Metric("skipped_tensors", len(result.skipped), end, 0)]  # fmt: skip
         params = [Param(k, str(v)) for k, v in self._params(job).items()]
-        self.client.log_batch(run_id, metrics=metrics, params=params)
+        self.client.log_batch(run_id, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
         if job.upstream is not None:
             moved = {"moved": result.moved, "skipped": result.skipped}
             self.client.log_text(run_id, json.dumps(moved, indent=1), "transfer.json")
@@ -117,12 +135,11 @@ class Tracker:
         return run_id
 
     def record_failure(self, job: Job, error: str, started: float, ended: float) -> str:
-        """Log a job that raised as one FAILED run with its reason in the `error` tag."""
-        tags = job.tags(self.study) | {"mlflow.runName": job.name, "mlflow.parentRunId": self.parent_id,
-                                       "error": error[:5000]}  # fmt: skip
-        run = self.client.create_run(self.experiment_id, start_time=_ms(started), tags=tags)
-        self.client.set_terminated(run.info.run_id, "FAILED", end_time=_ms(ended))
-        return run.info.run_id
+        """Log a job that raised: its run ends FAILED with the reason in the `error` tag."""
+        run_id = self._run_for(job, started, {"error": error[:5000]})
+        self.client.set_tag(run_id, "error", error[:5000])
+        self.client.set_terminated(run_id, "FAILED", end_time=_ms(ended))
+        return run_id
 
     @staticmethod
     def _params(job: Job) -> dict[str, object]:

@@ -176,8 +176,8 @@ def test_failing_jobs_are_recorded_and_their_dependants_skipped(tmp_path):
     assert status.returncode == 0, status.stderr
     state = json.loads(status.stdout)
     kinds = {row.pop("kind"): row for row in state["kinds"]}
-    assert kinds["source"] == {"planned": 4, "done": 0, "failed": 4, "pending": 0}
-    assert kinds["transfer"] == {"planned": 12, "done": 0, "failed": 0, "pending": 12}
+    assert kinds["source"] == {"planned": 4, "done": 0, "running": 0, "failed": 4, "pending": 0}
+    assert kinds["transfer"] == {"planned": 12, "done": 0, "running": 0, "failed": 0, "pending": 12}
     assert kinds["baseline"]["done"] == kinds["scratch"]["done"] == kinds["pretrain"]["done"] + 3 == 4
     assert len(state["failed"]) == 4 and all("NonFiniteLossError" in f["error"] for f in state["failed"])
     table = run_tmx("status", "tiny.yaml", cwd=tmp_path, env=env)
@@ -221,8 +221,8 @@ def test_run_against_a_tracking_server(tmp_path):
         again = run_tmx("run", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
         assert again.returncode == 0 and "No job launched" in again.stdout
         status = run_tmx("status", "tiny.yaml", "--tracking-uri", uri, "--json", cwd=tmp_path, env=env)
-        assert json.loads(status.stdout)["kinds"][-1] == {"kind": "total", "planned": 9, "done": 9, "failed": 0,
-                                                          "pending": 0}  # fmt: skip
+        assert json.loads(status.stdout)["kinds"][-1] == {"kind": "total", "planned": 9, "done": 9, "running": 0,
+                                                          "failed": 0, "pending": 0}  # fmt: skip
         report = run_tmx("report", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
         assert report.returncode == 0, report.stderr[-3000:]
         assert (tmp_path / "outputs" / "tiny" / "report.html").exists()
