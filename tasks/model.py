@@ -7,13 +7,14 @@ moves between models, whatever the task type.
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from domains import DatasetInfo
-from tasks.backbone import create_backbone
+from tasks.backbone import INITS, create_backbone
 from tasks.base import get_task
 from tasks.heads import Neck
 
@@ -44,10 +45,25 @@ def build_model(backbone: str, task: str, info: DatasetInfo, seed: int, init: st
                 options: dict[str, Any] | None = None) -> TaskModel:  # fmt: skip
     """A fresh model for `task` on a dataset like `info`; weights drawn from `seed`.
 
-    `init` is "scratch" or "imagenet" (local weights only, see tasks.backbone);
-    `options` are the study's model choices (e.g. detector, depth_loss).
+    `init` is "scratch", "imagenet" (local weights only, see tasks.backbone),
+    or the path of a checkpoint of ours, whose backbone and neck are loaded
+    (see tasks.transfer); `options` are the study's model choices (e.g.
+    detector, depth_loss).
     """
     torch.manual_seed(seed)
-    body = create_backbone(backbone, init)
+    from_checkpoint = init not in INITS
+    if from_checkpoint and not Path(init).is_file():
+        raise FileNotFoundError(f"init {init!r}: not 'scratch', 'imagenet', nor a checkpoint file that exists")
+    body = create_backbone(backbone, "scratch" if from_checkpoint else init)
     neck = Neck(body.feature_info)
-    return TaskModel(body, neck, get_task(task, options).build_head(neck, info))
+    model = TaskModel(body, neck, get_task(task, options).build_head(neck, info))
+    if from_checkpoint:
+        from tasks.transfer import transfer
+
+        report = transfer(model, init)
+        wanted = [k for k in model.state_dict() if k.startswith("backbone.")]
+        missing = set(wanted) - set(report.moved)
+        if missing:
+            raise ValueError(f"init {init!r}: not a {backbone!r} backbone: {len(missing)} of its {len(wanted)} "
+                             f"tensors are missing or have another shape in this checkpoint")  # fmt: skip
+    return model

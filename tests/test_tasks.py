@@ -280,6 +280,20 @@ def test_head_moves_only_when_asked_and_label_spaces_match(tmp_path):
     assert not set(heads) & set(report.moved)
 
 
+def test_init_from_a_checkpoint_of_ours(tmp_path):
+    src = build_model(BACKBONE, "depth", SEG_INFO, seed=1)
+    path = save_checkpoint(src, tmp_path / "src.pt", {"task": "depth", "label_space": ["depth"]})
+    model = build_model(BACKBONE, "segmentation", SEG_INFO, seed=2, init=str(path))
+    for k, v in src.state_dict().items():
+        if not k.startswith("head."):
+            assert torch.equal(model.state_dict()[k], v), k
+    with pytest.raises(FileNotFoundError, match="nor a checkpoint file"):
+        build_model(BACKBONE, "segmentation", SEG_INFO, seed=2, init=str(tmp_path / "missing.pt"))
+    other = save_checkpoint(build_model("resnet18", "depth", SEG_INFO, seed=1), tmp_path / "r18.pt", {})
+    with pytest.raises(ValueError, match="not a 'test_resnet' backbone"):
+        build_model(BACKBONE, "segmentation", SEG_INFO, seed=2, init=str(other))
+
+
 @pytest.mark.parametrize("name", ["resnet18", "hrnet_w18_small"])
 def test_backbones_by_timm_name(name):
     info, data = _data(n=2, size=64)
