@@ -72,7 +72,7 @@ def test_mixed_dataset_draws_from_several_domains_with_union_label_space():
 
 
 def test_bad_names_list_valid_choices():
-    with pytest.raises(KeyError, match="expected one of: aerial, driving"):
+    with pytest.raises(KeyError, match="expected one of: aerial, close-up, consumer, driving"):
         SyntheticDataset("x", "forest", "train", 1, 32)
     with pytest.raises(ValueError, match="expected one of: train, val, test"):
         SyntheticDataset("x", "driving", "dev", 1, 32)

@@ -1,4 +1,4 @@
-"""A procedural dataset: samples rendered on demand, deterministic per (dataset, split, index)."""
+"""A procedural dataset: samples rendered on demand, deterministic per (dataset, seed, split, index)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from domains.base import DatasetInfo, Sample
-from domains.synthetic.scenes import DOMAINS, VOCAB, Domain, blend_looks, render
+from domains.base import DatasetInfo, KeypointSchema, Sample
+from domains.synthetic.scenes import DOMAINS, VOCAB, Domain, blend_looks, render_scene
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 MIXED = "mixed"  # a dataset drawing every sample from a domain chosen per index
-TASKS = ("segmentation", "depth")
+TASKS = ("segmentation", "depth", "detection", "keypoints")  # what a procedural dataset has labels for
 
 
 def domain_names() -> list[str]:
@@ -21,19 +21,35 @@ def domain_names() -> list[str]:
     return [*DOMAINS.names(), MIXED]
 
 
+def _shared_schema(parts: list[Domain], things: tuple[str, ...]) -> KeypointSchema | None:
+    """The keypoint schema every part shares (its class among `things`), or None."""
+    schemas = {p.keypoints if p.keypoints and p.keypoints.category in things else None for p in parts}
+    return schemas.pop() if len(schemas) == 1 else None
+
+
 class SyntheticDataset(torch.utils.data.Dataset):
     """`length` rendered scenes of `domain` at `image_size` px, in the standard sample form.
 
-    A sample depends only on (name, seed, split, index): the same call in any
-    process returns the same tensors. A `mixed` dataset picks each sample's
-    domain from `mix` (all registered domains by default); its label space is
-    the union of theirs. `blend=(other, fraction)` renders the same scenes
-    with their look (texture, colour cast, haze, light, noise) moved that
-    fraction of the way to `other`'s, for a known, tunable domain distance.
+        SyntheticDataset("city", "driving", "train", 100, 64, seed=0, things=("vehicle",))
+
+    Each sample has every label of one scene: image, segmentation, depth, and
+    for each object instance its box, label and keypoints. A sample depends
+    only on the dataset's definition and (name, seed, split, index): the same
+    call in any process returns the same tensors.
+
+    A `mixed` dataset picks each sample's domain from `mix` (all registered
+    domains by default); its label spaces are the union of theirs, and it has
+    keypoints only if all its domains share one keypoint schema.
+    `blend=(other, fraction)` renders the same scenes with their look
+    (texture, colour cast, haze, light, noise) moved that fraction of the way
+    to `other`'s, for a known, tunable domain distance. `things` restricts the
+    object classes drawn (and so the label spaces) to a subset of the
+    domains' things; None draws them all.
     """
 
     def __init__(self, name: str, domain: str, split: str, length: int, image_size: int,
-                 seed: int = 0, mix: tuple[str, ...] = (), blend: tuple[str, float] | None = None) -> None:
+                 seed: int = 0, mix: tuple[str, ...] = (), blend: tuple[str, float] | None = None,
+                 *, things: tuple[str, ...] | None = None) -> None:  # fmt: skip
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
         self.name, self.split, self.length, self.seed = name, split, length, seed
@@ -44,14 +60,31 @@ class SyntheticDataset(torch.utils.data.Dataset):
         if blend is not None:  # appearance moved towards another domain's: a planted domain distance
             other, fraction = DOMAINS.get(blend[0])().look, float(blend[1])
             self.parts = [replace(p, look=blend_looks(p.look, other, fraction)) for p in self.parts]
-        used = {c for part in self.parts for c in part.classes}
+        available = {t for p in self.parts for t in p.things}
+        if things is not None:
+            unknown = sorted(set(things) - available)
+            if unknown or not things:
+                raise ValueError(f"things {tuple(things)!r} of dataset {name!r}: expected a non-empty subset of "
+                                 f"{', '.join(c for c in VOCAB if c in available)}")  # fmt: skip
+            available = set(things)
+        self._allowed = frozenset(available) if things is not None else None
+        used = {c for p in self.parts for c in p.classes if c not in p.things or c in available}
         classes = tuple(c for c in VOCAB if c in used)
-        self.info = DatasetInfo(name=name, domain=domain, tasks=TASKS, classes=classes, image_size=image_size)
-        lut = np.full(256, 255, np.int64)
-        for local, cls in enumerate(classes):
-            lut[VOCAB.index(cls)] = local
-        self._to_local = lut
+        thing_space = tuple(c for c in VOCAB if c in available)
+        schema = _shared_schema(self.parts, thing_space)
+        tasks = TASKS if schema is not None else tuple(t for t in TASKS if t != "keypoints")
+        self.info = DatasetInfo(name=name, domain=domain, tasks=tasks, classes=classes, image_size=image_size,
+                                things=thing_space, keypoints=schema)  # fmt: skip
+        self._to_local = self._lut(classes)
+        self._to_thing = self._lut(thing_space)
         self._entropy = [zlib.crc32(name.encode()), seed, SPLITS[split]]
+
+    @staticmethod
+    def _lut(names: tuple[str, ...]) -> np.ndarray:
+        lut = np.full(256, 255, np.int64)  # VOCAB id -> local id; 255 stays 255 (ignore)
+        for local, cls in enumerate(names):
+            lut[VOCAB.index(cls)] = local
+        return lut
 
     def __len__(self) -> int:
         return self.length
@@ -61,9 +94,16 @@ class SyntheticDataset(torch.utils.data.Dataset):
             raise IndexError(f"{self.name}/{self.split}: index {index} out of range [0, {self.length})")
         rng = np.random.default_rng(np.random.SeedSequence([*self._entropy, index]))
         part = self.parts[rng.integers(len(self.parts))] if len(self.parts) > 1 else self.parts[0]
-        rgb, cls, depth = render(part, rng, self.info.image_size)
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),  # [3, H, W]
-            "segmentation": torch.from_numpy(self._to_local[cls]),  # [H, W], 255 = ignore
-            "depth": torch.from_numpy(depth),  # [H, W] metres, 0 = invalid
+        scene = render_scene(part, rng, self.info.image_size, self._allowed)
+        sample = {
+            "image": torch.from_numpy(np.ascontiguousarray(scene.image.transpose(2, 0, 1))),  # [3, H, W]
+            "segmentation": torch.from_numpy(self._to_local[scene.classes]),  # [H, W], 255 = ignore
+            "depth": torch.from_numpy(scene.depth),  # [H, W] metres, 0 = invalid
+            "boxes": torch.from_numpy(scene.boxes).reshape(-1, 4),  # [N, 4] xyxy pixels
+            "labels": torch.from_numpy(self._to_thing[scene.labels]),  # [N], ids into info.things
         }
+        schema = self.info.keypoints
+        if schema is not None:  # [N, K, 3]; visibility 0 for objects of other classes
+            kps = scene.keypoints if part.keypoints == schema else np.zeros((len(scene.ids), len(schema.names), 3))
+            sample["keypoints"] = torch.from_numpy(np.ascontiguousarray(kps, np.float32))
+        return sample
