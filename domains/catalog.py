@@ -1,0 +1,354 @@
+"""The dataset catalog: names -> datasets on disk (in the formats of domains/formats) or procedural ones.
+
+    catalog = load_catalog("configs/catalog.yaml")   # validated, frozen; CatalogError (one line) on bad input
+    entry = catalog.get("cityscapes")                 # unknown name: the error lists the valid ones
+    ds = catalog.open("cityscapes", "val", image_size=128, count=150)   # a torch Dataset of standard samples
+    catalog.missing("cityscapes")                     # ["data/cityscapes/leftImg8bit/val (images)", ...]
+
+A catalog file:
+
+    root: ../data                 # where relative paths start (relative to this file); default: its folder
+    datasets:
+      cityscapes:
+        domain: driving           # one of Mensink's seven
+        tasks: [segmentation, depth]
+        strip: _leftImg8bit       # removed from an image's file stem before a label suffix is added
+        masks: {classes: [road, sidewalk, ...], suffix: _gtFine_labelTrainIds.png}
+        depth: {suffix: _disparity.png, encoding: disparity, scale: 256, offset: 1, baseline_focal: 473.6}
+        splits:
+          train: {images: cityscapes/leftImg8bit/train, masks: cityscapes/gtFine/train, depth: ..., size: 2975}
+          val: {...}
+      coco:
+        domain: consumer
+        tasks: [detection, keypoints, segmentation]
+        splits:
+          train: {images: coco/train2017, coco: coco/annotations/person_keypoints_train2017.json}
+      synthetic-driving:           # procedural: rendered on demand, nothing on disk
+        domain: driving
+        procedural: {seed: 0, image_size: 64}
+        splits: {train: {size: 256}, val: {size: 64}}
+
+Labels per task type: segmentation from `masks` (a mask folder) or from `coco`
+polygons/RLE; detection and keypoints from `coco`; depth from `depth` (a depth
+folder). A label file is found from its image's path relative to `images`:
+same sub-folders, the stem minus `strip`, plus the label's `suffix`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+MENSINK_DOMAINS = ("consumer", "driving", "aerial", "underwater", "indoor", "synthetic", "close-up")
+TASK_TYPES = ("segmentation", "detection", "keypoints", "depth")
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+RGB = tuple[Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)]]
+
+
+class CatalogError(ValueError):
+    """Bad catalog input: one line naming the file, the field and what was expected."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_task(name: str) -> str:
+    if name not in TASK_TYPES:
+        raise ValueError(f"unknown task {name!r}; expected one of: {', '.join(TASK_TYPES)}")
+    return name
+
+
+TaskType = Annotated[str, AfterValidator(_check_task)]
+
+
+class MaskSpec(Strict):
+    """How to read a mask folder: label ids (`classes`, optionally `ids` or `offset`) or colours (`colors`)."""
+
+    classes: tuple[str, ...] = ()  # id -> class name, for label-id PNGs
+    colors: dict[str, RGB] | None = None  # class -> colour, for RGB/palette PNGs (classes in this order)
+    ids: dict[int, str | None] | None = None  # raw id -> class (null = ignore); unmapped ids are ignored
+    offset: int = 0  # class id = raw id - offset; raw ids below it are ignored
+    ignore_colors: tuple[RGB, ...] = ()
+    suffix: str = ".png"
+
+    @model_validator(mode="after")
+    def _one_encoding(self) -> MaskSpec:
+        if bool(self.classes) == bool(self.colors):
+            raise ValueError("expected either classes (label-id PNGs) or colors (colour PNGs), not both or none")
+        if self.ids is not None:
+            unknown = [n for n in self.ids.values() if n is not None and n not in self.classes]
+            if unknown:
+                raise ValueError(f"ids: class {unknown[0]!r} is not in masks.classes")
+        return self
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.colors) if self.colors else self.classes
+
+
+class DepthSpec(Strict):
+    """How to read a depth folder: 16-bit PNGs (metres = value / scale) or .npy float metres."""
+
+    suffix: str = ".png"  # ".png" or ".npy" (with whatever precedes it, e.g. "_depth.png")
+    scale: Annotated[float, Field(gt=0)] = 1000.0
+    encoding: Literal["depth", "disparity"] = "depth"
+    offset: float = 0.0  # disparity = (value - offset) / scale
+    baseline_focal: Annotated[float, Field(gt=0)] | None = None  # metres x pixels: depth = baseline_focal / disparity
+
+    @model_validator(mode="after")
+    def _disparity(self) -> DepthSpec:
+        if self.encoding == "disparity" and self.baseline_focal is None:
+            raise ValueError("encoding: 'disparity' needs baseline_focal (baseline in metres x focal length in pixels)")
+        return self
+
+
+class KeypointSpec(Strict):
+    """Keypoint details a COCO file does not carry."""
+
+    flip_pairs: tuple[tuple[str, str], ...] | None = None  # by name; default: from left/right names
+    sigmas: tuple[Annotated[float, Field(gt=0)], ...] | None = None  # OKS sigmas; default: COCO's for its person
+
+
+class ProceduralSpec(Strict):
+    """A dataset rendered by domains/synthetic on demand."""
+
+    seed: int = 0
+    image_size: Annotated[int, Field(ge=16, le=1024)] = 64  # rendering size (readers resize to theirs)
+
+
+class SplitSpec(Strict):
+    """One split: where its images and labels are (paths relative to the catalog's root)."""
+
+    images: str | None = None  # folder of images
+    coco: str | None = None  # COCO JSON (its file_names are relative to `images`)
+    masks: str | None = None  # mask folder
+    depth: str | None = None  # depth folder
+    size: Annotated[int, Field(gt=0)] | None = None  # images in the split (checked; plans use it without the data)
+
+
+class Entry(Strict):
+    domain: str
+    tasks: tuple[TaskType, ...] | None = None  # procedural default: what the generator labels
+    description: str = ""
+    procedural: ProceduralSpec | None = None
+    strip: str = ""
+    masks: MaskSpec | None = None
+    depth: DepthSpec | None = None
+    keypoints: KeypointSpec | None = None
+    background: bool = True  # segmentation from COCO: unannotated pixels are class "background" (else ignore)
+    splits: dict[Name, SplitSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Entry:
+        if self.procedural is not None:
+            from domains.synthetic.dataset import TASKS, domain_names
+
+            if self.domain not in domain_names():
+                raise ValueError(f"domain: unknown procedural domain {self.domain!r}; expected one of: "
+                                 f"{', '.join(domain_names())}")  # fmt: skip
+            unknown = [t for t in (self.tasks or ()) if t not in TASKS]
+            if unknown:
+                raise ValueError(f"tasks: the generator has no {unknown[0]!r} labels; expected some of: {', '.join(TASKS)}")
+            for name, split in self.splits.items():
+                if split.size is None or any((split.images, split.coco, split.masks, split.depth)):
+                    raise ValueError(f"splits.{name}: a procedural split has only a size; expected {{size: N}}")
+            return self
+        if self.domain not in MENSINK_DOMAINS:
+            raise ValueError(f"domain: unknown domain {self.domain!r}; expected one of: {', '.join(MENSINK_DOMAINS)}")
+        if not self.tasks:
+            raise ValueError("tasks: missing; expected the task types it has labels for: " + ", ".join(TASK_TYPES))
+        for name, split in self.splits.items():
+            if split.images is None:
+                raise ValueError(f"splits.{name}.images: missing; expected the folder of the split's images")
+            needs = {"segmentation": ("masks", "coco"), "detection": ("coco",), "keypoints": ("coco",), "depth": ("depth",)}
+            for task in self.tasks:
+                if not any(getattr(split, f) for f in needs[task]):
+                    raise ValueError(f"splits.{name}: task {task!r} needs {' or '.join(needs[task])}: "
+                                     f"expected a path to its labels")  # fmt: skip
+            if split.masks and self.masks is None:
+                raise ValueError(f"splits.{name}.masks: a mask folder needs a masks section with classes or colors")
+            if split.depth and self.depth is None:
+                raise ValueError(f"splits.{name}.depth: a depth folder needs a depth section with its scale")
+        return self
+
+    def digest(self) -> str:
+        """Content hash of the entry as written (paths relative to the root): part of every job key using it."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Catalog(Strict):
+    root: str = "."
+    datasets: dict[Name, Entry] = Field(min_length=1)
+    _file: Path = PrivateAttr(default=Path("catalog.yaml"))
+
+    @property
+    def file(self) -> Path:
+        return self._file
+
+    @property
+    def root_dir(self) -> Path:
+        return (self._file.parent / self.root).resolve()
+
+    def get(self, name: str) -> Entry:
+        try:
+            return self.datasets[name]
+        except KeyError:
+            raise CatalogError(f"{self._file}: unknown dataset {name!r}; expected one of: "
+                               f"{', '.join(sorted(self.datasets))}") from None  # fmt: skip
+
+    def path(self, relative: str) -> Path:
+        return self.root_dir / relative
+
+    def tasks(self, name: str) -> tuple[str, ...]:
+        entry = self.get(name)
+        if entry.tasks is not None:
+            return entry.tasks
+        from domains.synthetic.dataset import SyntheticDataset
+
+        return SyntheticDataset(name, entry.domain, "train", 1, 16).info.tasks  # what the generator labels
+
+    def missing(self, name: str, splits: tuple[str, ...] | None = None) -> list[str]:
+        """Paths the entry names that are not on disk, as 'PATH (what)'; empty for procedural entries."""
+        entry, out = self.get(name), []
+        for split_name, split in entry.splits.items():
+            if splits is not None and split_name not in splits:
+                continue
+            for field, kind in (("images", "dir"), ("coco", "file"), ("masks", "dir"), ("depth", "dir")):
+                rel = getattr(split, field)
+                if rel is None:
+                    continue
+                p = self.path(rel)
+                if not (p.is_dir() if kind == "dir" else p.is_file()):
+                    out.append(f"{p} ({split_name} {field})")
+        return out
+
+    def open(self, name: str, split: str, image_size: int | None, count: int | None = None, label: str | None = None):
+        """Split `split` of entry `name` as a torch Dataset of standard samples, resized to image_size square.
+
+        `count` takes the first samples in sorted file order; `label` names the dataset in its info
+        (default: the entry's name). Raises CatalogError for an unknown split, DataError for bad data.
+        """
+        entry = self.get(name)
+        if split not in entry.splits:
+            raise CatalogError(f"{self._file}: datasets.{name}.splits: no split {split!r}; expected one of: "
+                               f"{', '.join(entry.splits)}")  # fmt: skip
+        if entry.procedural is not None:
+            from domains.synthetic.dataset import SyntheticDataset
+
+            size = entry.splits[split].size
+            if count is not None and count > size:
+                raise CatalogError(f"{self._file}: datasets.{name}.splits.{split}.size: {size} images; "
+                                   f"expected at least the {count} asked for")  # fmt: skip
+            ds = SyntheticDataset(label or name, entry.domain, split, count or size,
+                                  image_size or entry.procedural.image_size, entry.procedural.seed)  # fmt: skip
+            return ds
+        from domains.formats.folder import FolderDataset
+
+        return FolderDataset(label or name, entry, split, self, image_size, count)
+
+
+# -- loading and error messages --------------------------------------------------------------------
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        else:
+            return tp
+
+
+def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    tp: Any = root
+    for part in loc:
+        tp = _unwrap(tp)
+        origin = typing.get_origin(tp)
+        if origin is dict:
+            tp = typing.get_args(tp)[1]
+        elif origin is tuple and isinstance(part, int):
+            tp = typing.get_args(tp)[0]
+        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def error_line(err: dict[str, Any], root: type[BaseModel]) -> str:
+    """One pydantic error as 'field.path: what was wrong; what was expected'."""
+    loc = tuple(err["loc"])
+    where = ""
+    for part in loc:
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    if err["type"] == "extra_forbidden":
+        model = _model_at(root, loc[:-1])
+        return f"{where}: unknown key {loc[-1]!r}; expected one of: {', '.join(model.model_fields) if model else '?'}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        return f"{where}: missing; this field is required"
+    if err["type"] == "literal_error":
+        return f"{where}: got {err['input']!r}; {msg[0].lower()}{msg[1:]}"
+    if err["type"] == "value_error" and ":" in msg.split(" ")[0]:  # a cross-field check naming its field
+        return f"{where}.{msg}" if where else msg
+    if err["type"] == "value_error":
+        return f"{where}: {msg}"
+    shown = "a mapping" if isinstance(err["input"], dict) else repr(err["input"])
+    return f"{where}: {msg} (got {shown})"
+
+
+def parse_catalog(data: Any, file: Path) -> Catalog:
+    if not isinstance(data, dict):
+        raise CatalogError(f"{file}: expected a mapping with root and datasets at the top level, got {type(data).__name__}")
+    try:
+        catalog = Catalog.model_validate(data)
+    except ValidationError as e:
+        errors = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")
+        raise CatalogError(f"{file}: {error_line(errors[0], Catalog)}") from None
+    catalog._file = Path(file)
+    return catalog
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    """Read and validate a catalog YAML file; any problem raises CatalogError (one line)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise CatalogError(f"{path}: no such catalog file") from None
+    except OSError as e:
+        raise CatalogError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise CatalogError(f"{path}: {f'line {mark.line + 1}: ' if mark else ''}invalid YAML "
+                           f"({getattr(e, 'problem', None) or e})") from None  # fmt: skip
+    return parse_catalog(data, path)
+
+
+def open_entry(catalog_file: str | Path, entry: str, digest: str, split: str, image_size: int | None,
+               count: int | None = None, label: str | None = None):  # fmt: skip
+    """Open a catalog dataset a job refers to, after checking the entry is still what was planned.
+
+    `digest` is the entry's content hash when the study was planned (matrix.plan.DataRef.catalog);
+    an edited entry raises CatalogError rather than silently training on other data.
+    """
+    catalog = load_catalog(catalog_file)
+    now = catalog.get(entry).digest()
+    if now != digest:
+        raise CatalogError(f"{catalog_file}: datasets.{entry}: changed since the study was planned (content hash "
+                           f"{digest}, now {now}); expected the planned entry: plan and run the study again")  # fmt: skip
+    return catalog.open(entry, split, image_size, count, label)
