@@ -73,25 +73,24 @@ class MaskSpec(Strict):
     """How to read a mask folder: label ids (`classes`, optionally `ids` or `offset`) or colours (`colors`)."""
 
     classes: tuple[str, ...] = ()  # id -> class name, for label-id PNGs
+    classes_file: str | None = None  # or: a text file with one class name per line (relative to the root)
     colors: dict[str, RGB] | None = None  # class -> colour, for RGB/palette PNGs (classes in this order)
     ids: dict[int, str | None] | None = None  # raw id -> class (null = ignore); unmapped ids are ignored
     offset: int = 0  # class id = raw id - offset; raw ids below it are ignored
+    ignore_ids: tuple[int, ...] = ()  # raw ids that mean ignore (besides 255), e.g. CamVid's void 11
     ignore_colors: tuple[RGB, ...] = ()
     suffix: str = ".png"
 
     @model_validator(mode="after")
     def _one_encoding(self) -> MaskSpec:
-        if bool(self.classes) == bool(self.colors):
-            raise ValueError("expected either classes (label-id PNGs) or colors (colour PNGs), not both or none")
-        if self.ids is not None:
+        if sum(map(bool, (self.classes, self.classes_file, self.colors))) != 1:
+            raise ValueError("expected one of classes or classes_file (label-id PNGs) or colors (colour PNGs)")
+        if self.ids is not None and self.classes:
             unknown = [n for n in self.ids.values() if n is not None and n not in self.classes]
             if unknown:
                 raise ValueError(f"ids: class {unknown[0]!r} is not in masks.classes")
         return self
 
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return tuple(self.colors) if self.colors else self.classes
 
 
 class DepthSpec(Strict):
@@ -127,7 +126,8 @@ class ProceduralSpec(Strict):
 class SplitSpec(Strict):
     """One split: where its images and labels are (paths relative to the catalog's root)."""
 
-    images: str | None = None  # folder of images
+    images: str | None = None  # folder of images (searched recursively)
+    list: str | None = None  # text file naming the split's images, one path per line relative to `images`
     coco: str | None = None  # COCO JSON (its file_names are relative to `images`)
     masks: str | None = None  # mask folder
     depth: str | None = None  # depth folder
@@ -158,7 +158,7 @@ class Entry(Strict):
             if unknown:
                 raise ValueError(f"tasks: the generator has no {unknown[0]!r} labels; expected some of: {', '.join(TASKS)}")
             for name, split in self.splits.items():
-                if split.size is None or any((split.images, split.coco, split.masks, split.depth)):
+                if split.size is None or any((split.images, split.list, split.coco, split.masks, split.depth)):
                     raise ValueError(f"splits.{name}: a procedural split has only a size; expected {{size: N}}")
             return self
         if self.domain not in MENSINK_DOMAINS:
@@ -222,13 +222,17 @@ class Catalog(Strict):
         for split_name, split in entry.splits.items():
             if splits is not None and split_name not in splits:
                 continue
-            for field, kind in (("images", "dir"), ("coco", "file"), ("masks", "dir"), ("depth", "dir")):
+            for field, kind in (("images", "dir"), ("list", "file"), ("coco", "file"), ("masks", "dir"), ("depth", "dir")):
                 rel = getattr(split, field)
                 if rel is None:
                     continue
                 p = self.path(rel)
-                if not (p.is_dir() if kind == "dir" else p.is_file()):
+                if not (p.is_dir() if kind == "dir" else p.is_file()) and not any(o.startswith(f"{p} (") for o in out):
                     out.append(f"{p} ({split_name} {field})")
+        if entry.masks is not None and entry.masks.classes_file is not None:
+            p = self.path(entry.masks.classes_file)
+            if not p.is_file():
+                out.append(f"{p} (masks classes_file)")
         return out
 
     def open(self, name: str, split: str, image_size: int | None, count: int | None = None, label: str | None = None):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from matrix.datasets_cli import datasets
 from matrix.spec import SpecError, Study, load_study
 
 
@@ -26,11 +27,20 @@ def _fail(message: str, status: int = 2) -> None:
     sys.exit(status)
 
 
-def _study(path: str) -> Study:
+def _study(path: str, need_data: bool = False) -> Study:
     try:
         study = load_study(path)
     except SpecError as e:
         _fail(str(e))
+    missing = study.missing_data() if need_data else {}
+    if missing:  # every missing dataset at once: a headline, then one line per dataset
+        catalog = study.resolved_catalog
+        click.echo(f"tmx: {path}: {len(missing)} catalog datasets are not on disk; place them where {catalog.file} "
+                   f"expects them (root {catalog.root_dir}) or edit its root and paths (docs/datasets.md):", err=True)  # fmt: skip
+        for name, paths in missing.items():
+            more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+            click.echo(f"  {name}: {paths[0]}{more}", err=True)
+        sys.exit(2)
     from tasks.backbone import imagenet_weights_path
 
     if study.init == "imagenet" and imagenet_weights_path(study.backbone) is None:
@@ -38,6 +48,16 @@ def _study(path: str) -> Study:
         _fail(f"{path}: init: 'imagenet' needs local weights for {study.backbone!r}, never downloaded: "
               f"place them at {home}/hub/checkpoints/{study.backbone}.safetensors, or use init: generic")  # fmt: skip
     return study
+
+
+def _plan_jobs(study: Study, path: str) -> list:
+    """The study's jobs; a catalog dataset whose size cannot be known (no data, no size given) exits 2."""
+    from matrix.plan import plan as make_plan
+
+    try:
+        return make_plan(study)
+    except SpecError as e:
+        _fail(f"{path}: {e}")
 
 
 def _tracking_uri(study: Study, uri: str | None) -> str:
@@ -67,10 +87,9 @@ def plan(study_file: str, tracking_uri: str | None, show_jobs: bool) -> None:
     kind) where there are some, else from the study's `estimates`.
     """
     from matrix.plan import count_by_kind
-    from matrix.plan import plan as make_plan
 
-    study = _study(study_file)
-    jobs = make_plan(study)
+    study = _study(study_file, need_data=True)
+    jobs = _plan_jobs(study, study_file)
     measured: dict[str, list[float]] = {}
     if tracking_uri is not None or (study.out / "mlflow.db").exists():
         from matrix.tracking import Tracker
@@ -113,12 +132,11 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
         in_process: bool, storage: str | None) -> None:  # fmt: skip
     """Run every job of STUDY that has no FINISHED run yet."""
     from matrix.jobs import CheckpointStore
-    from matrix.plan import plan as make_plan
     from matrix.scheduler import run_jobs
     from matrix.tracking import Tracker
 
-    study = _study(study_file)
-    jobs = make_plan(study)
+    study = _study(study_file, need_data=True)
+    jobs = _plan_jobs(study, study_file)
     study.out.mkdir(parents=True, exist_ok=True)
     uri = _tracking_uri(study, tracking_uri)
     local_store = uri.startswith(("sqlite:", "file:", "/"))  # a server decides where artifacts go
@@ -167,7 +185,6 @@ def report(study_file: str, tracking_uri: str | None, output: str | None, runs_f
 
     from analysis.load import read_runs
     from analysis.report import analyse, write_report
-    from matrix.plan import plan as make_plan
 
     study = _study(study_file)
     if runs_file is not None:
@@ -177,7 +194,7 @@ def report(study_file: str, tracking_uri: str | None, output: str | None, runs_f
             _fail(f"{runs_file}: cannot read runs: {e}")
     else:
         runs = _load_runs(study, study_file, tracking_uri)
-    expected = pd.DataFrame([{"kind": j.kind, "name": j.name, "job_key": j.key} for j in make_plan(study)])
+    expected = pd.DataFrame([{"kind": j.kind, "name": j.name, "job_key": j.key} for j in _plan_jobs(study, study_file)])
     result = analyse(runs, expected, n_boot=bootstrap)
     paths = write_report(result, Path(output) if output else study.out, study.name)
     if runs_file is None:
@@ -213,12 +230,11 @@ def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from matrix.plan import plan as make_plan
     from matrix.status import FIELDS, study_status
     from matrix.tracking import Tracker
 
     study = _study(study_file)
-    jobs = make_plan(study)
+    jobs = _plan_jobs(study, study_file)
     uri = _tracking_uri(study, tracking_uri)
     runs = []
     if tracking_uri is not None or (study.out / "mlflow.db").exists():
@@ -256,6 +272,8 @@ def ui(study_file: str, tracking_uri: str | None, port: int) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
 
+
+main.add_command(datasets)  # tmx datasets: list, check, export, show (matrix/datasets_cli.py)
 
 if __name__ == "__main__":
     main()

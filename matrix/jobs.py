@@ -116,7 +116,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def dataset(ref: DataRef, image_size: int) -> SyntheticDataset:
+def dataset(ref: DataRef, image_size: int) -> torch.utils.data.Dataset:
+    """The samples `ref` names at image_size: a catalog dataset read from disk, or a procedural one."""
+    if ref.catalog is not None:
+        from domains.catalog import open_entry
+
+        entry, digest = ref.catalog
+        return open_entry(ref.catalog_file, entry, digest, ref.split, image_size, ref.count, ref.dataset)
     return SyntheticDataset(ref.dataset, ref.domain, ref.split, ref.count, image_size, ref.seed, ref.mix, ref.blend)
 
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from domains import MIXED
-from matrix.spec import DatasetSpec, Study
+from matrix.spec import CatalogDatasetSpec, DatasetSpec, Study
 
 PROTOCOL = 1  # bump when the meaning of a job changes, so old results are not reused
 KINDS = ("pretrain", "source", "transfer", "baseline", "scratch")
@@ -25,7 +25,12 @@ Kind = Literal["pretrain", "source", "transfer", "baseline", "scratch"]
 
 @dataclass(frozen=True)
 class DataRef:
-    """`count` samples from the start of `split` of one procedural dataset."""
+    """`count` samples from the start of `split` of one procedural dataset, or of a catalog dataset.
+
+    A catalog dataset's ref carries (entry name, entry content hash) in `catalog`, part of
+    the job key, and the catalog file's absolute path in `catalog_file`, which is not: a
+    moved study or catalog keeps its keys, an edited entry changes them.
+    """
 
     dataset: str
     domain: str
@@ -34,6 +39,8 @@ class DataRef:
     count: int
     mix: tuple[str, ...] = ()
     blend: tuple[str, float] | None = None  # (domain, fraction) its look is moved towards
+    catalog: tuple[str, str] | None = None  # (catalog entry, its content hash) for a catalog dataset
+    catalog_file: str | None = None  # where that catalog is (not part of the key)
 
     @property
     def domain_label(self) -> str:
@@ -71,6 +78,10 @@ class Job:
     def __post_init__(self) -> None:
         content = {k: v for k, v in asdict(self).items() if k != "key"}
         content["protocol"] = PROTOCOL
+        for ref in (content["train"], content["eval"]):  # procedural refs keep the keys they always had
+            del ref["catalog_file"]
+            if ref["catalog"] is None:
+                del ref["catalog"]
         digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=list).encode()).hexdigest()
         object.__setattr__(self, "key", digest[:20])
 
@@ -108,7 +119,12 @@ class Job:
         }
 
 
-def _ref(ds: DatasetSpec, split: str, count: int) -> DataRef:
+def _ref(study: Study, ds: DatasetSpec | CatalogDatasetSpec, split: str, count: int) -> DataRef:
+    if isinstance(ds, CatalogDatasetSpec):
+        catalog = study.resolved_catalog
+        entry = catalog.get(ds.catalog)
+        return DataRef(ds.name, entry.domain, 0, split, count, catalog=(ds.catalog, entry.digest()),
+                       catalog_file=str(catalog.file.resolve()))  # fmt: skip
     blend = (ds.blend.domain, ds.blend.fraction) if ds.blend else None
     return DataRef(ds.name, ds.domain, ds.seed, split, count, blend=blend)
 
@@ -136,11 +152,12 @@ def plan(study: Study) -> list[Job]:
     for ds, task in pairs:
         if ds.role == "target":
             continue
-        ref = _ref(ds, "train", ds.train)
+        n_train = study.split_size(ds, "train")
+        ref = _ref(study, ds, "train", n_train)
         src = Job(
-            kind="source", task=task, train=ref, eval=_ref(ds, "val", ds.val),
+            kind="source", task=task, train=ref, eval=_ref(study, ds, "val", study.split_size(ds, "val")),
             schedule=study.source.model_dump(), seed=study.source_seed, upstream=root_key,
-            source=Source(ds.name, ref.domain_label, task, ds.train, (ref.domain_label,)), **common,
+            source=Source(ds.name, ref.domain_label, task, n_train, (ref.domain_label,)), **common,
         )  # fmt: skip
         sources[(ds.name, task)] = src
         jobs.append(src)
@@ -151,7 +168,8 @@ def plan(study: Study) -> list[Job]:
             for ds, task in pairs:
                 if ds.role == "source":
                     continue
-                target = {"task": task, "train": _ref(ds, "train", size), "eval": _ref(ds, "val", ds.val),
+                target = {"task": task, "train": _ref(study, ds, "train", size),
+                          "eval": _ref(study, ds, "val", study.split_size(ds, "val")),
                           "schedule": finetune, "seed": seed, **common}  # fmt: skip
                 jobs.append(Job(kind="baseline", upstream=root_key, **target))
                 if study.scratch and study.init != "scratch":

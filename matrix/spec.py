@@ -7,6 +7,11 @@ and wrong types are errors; an error names the file, the field and what was
 expected, e.g.
 
     configs/bad.yaml: datasets[0].domain: unknown domain 'forest'; expected one of: aerial, driving, ...
+
+A study may also name a dataset catalog (`catalog: catalog.yaml`, relative to
+the study file; see domains/catalog.py) and list its entries beside procedural
+datasets: `- {catalog: cityscapes}` takes its domain and task types from the
+entry (`name`, `tasks`, `train`, `val` and `role` may narrow them).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError,
+                      field_validator, model_validator)  # fmt: skip
 
 from domains import domain_names
 from tasks import TASKS
@@ -84,6 +90,33 @@ class DatasetSpec(Strict):
     tasks: tuple[TaskName, ...] | None = None  # task types used from it; default: the study's
 
 
+class CatalogDatasetSpec(Strict):
+    """A dataset from the study's catalog: its domain and task types come from the catalog entry."""
+
+    catalog: Name  # the entry's name in the catalog
+    name: Name | None = None  # the study's name for it (job names, tags); default: the entry's
+    role: Literal["both", "source", "target"] = "both"
+    train: PositiveInt | None = None  # images of its train split used; default: the split's size
+    val: PositiveInt | None = None  # images of its val split evaluated on; default: the split's size
+    tasks: tuple[TaskName, ...] | None = None  # default: the entry's task types that the study has
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("name") is None and isinstance(data.get("catalog"), str):
+            data = {**data, "name": data["catalog"]}
+        return data
+
+
+# a study dataset is a catalog one when it names a catalog entry; the tags never show in messages
+_TAGS = {"procedural dataset": DatasetSpec, "catalog dataset": CatalogDatasetSpec}
+AnyDataset = Annotated[
+    Annotated[DatasetSpec, Tag("procedural dataset")] | Annotated[CatalogDatasetSpec, Tag("catalog dataset")],
+    Discriminator(lambda v: "catalog dataset" if (isinstance(v, dict) and "catalog" in v)
+                  or isinstance(v, CatalogDatasetSpec) else "procedural dataset"),
+]  # fmt: skip
+
+
 class ModelSpec(Strict):
     """Choices inside the task models (see tasks/): which detector, which depth loss, what transfers."""
 
@@ -112,7 +145,8 @@ class Study(Strict):
     model: ModelSpec = ModelSpec()
     scratch: bool = True  # also finetune every target from a random init (what the init is worth)
     tasks: tuple[TaskName, ...] = ("segmentation", "depth")
-    datasets: tuple[DatasetSpec, ...] = Field(min_length=1)
+    catalog: str | None = None  # dataset catalog file, relative to the study file (domains/catalog.py)
+    datasets: tuple[AnyDataset, ...] = Field(min_length=1)
     target_sizes: tuple[PositiveInt, ...] = (64,)
     seeds: tuple[int, ...] = (0,)
     source_seed: int = 0
@@ -121,6 +155,7 @@ class Study(Strict):
     finetune: TrainSpec = TrainSpec(steps=60)
     # accelerator-hours one job of each kind takes, for `tmx plan`'s cost estimate before any run
     estimates: dict[Literal["pretrain", "source", "transfer", "baseline", "scratch"], Annotated[float, Field(ge=0)]] = {}
+    _catalog: Any = PrivateAttr(default=None)  # the loaded domains.catalog.Catalog, set by parse_study
 
     @field_validator("backbone")
     @classmethod
@@ -144,15 +179,56 @@ class Study(Strict):
                 raise ValueError(f"datasets[{i}].name: {ds.name!r} is used twice; dataset names must be unique")
             seen.add(ds.name)
             largest = max(self.target_sizes)
-            if ds.role != "source" and ds.train < largest:
+            if ds.role != "source" and ds.train is not None and ds.train < largest:
                 raise ValueError(
                     f"datasets[{i}].train: {ds.train} images, fewer than the largest target size {largest}; "
                     f"expected at least {largest}"
                 )
         return self
 
-    def dataset_tasks(self, ds: DatasetSpec) -> tuple[str, ...]:
-        return ds.tasks if ds.tasks is not None else self.tasks
+    def dataset_tasks(self, ds: DatasetSpec | CatalogDatasetSpec) -> tuple[str, ...]:
+        if ds.tasks is not None:
+            return ds.tasks
+        if isinstance(ds, CatalogDatasetSpec):
+            return tuple(t for t in self.catalog_tasks(ds) if t in self.tasks)
+        return self.tasks
+
+    # -- catalog datasets (resolved by parse_study) --
+
+    @property
+    def resolved_catalog(self) -> Any:
+        """The loaded Catalog (domains.catalog), or None when the study names none."""
+        return self._catalog
+
+    def catalog_tasks(self, ds: CatalogDatasetSpec) -> tuple[str, ...]:
+        return self._catalog.tasks(ds.catalog)
+
+    def dataset_domain(self, ds: DatasetSpec | CatalogDatasetSpec) -> str:
+        return self._catalog.get(ds.catalog).domain if isinstance(ds, CatalogDatasetSpec) else ds.domain
+
+    def split_size(self, ds: DatasetSpec | CatalogDatasetSpec, split: Literal["train", "val"]) -> int:
+        """Images used from `split`: the study's count, else the catalog's declared size, else counted on disk."""
+        given = getattr(ds, split)
+        if given is not None:
+            return given
+        split_spec = self._catalog.get(ds.catalog).splits[split]
+        if split_spec.size is not None:
+            return split_spec.size
+        try:
+            return len(self._catalog.open(ds.catalog, split, None))
+        except ValueError as e:  # CatalogError or DataError: the data is not there
+            raise SpecError(f"datasets {ds.name!r}: cannot count its {split} images ({e}); "
+                            f"give {split}: N in the study or size: N in the catalog") from None
+
+    def missing_data(self) -> dict[str, list[str]]:
+        """Catalog datasets whose files are not on disk: study dataset name -> ['PATH (what)', ...]."""
+        out = {}
+        for ds in self.datasets:
+            if isinstance(ds, CatalogDatasetSpec):
+                missing = self._catalog.missing(ds.catalog, ("train", "val"))
+                if missing:
+                    out[ds.name] = missing
+        return out
 
     @property
     def out(self) -> Path:
@@ -180,7 +256,9 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     tp: Any = Study
     for part in loc:
         tp = _unwrap(tp)
-        if isinstance(part, int):
+        if part in _TAGS:
+            tp = _TAGS[part]
+        elif isinstance(part, int):
             tp = typing.get_args(tp)[0]
         elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
             tp = tp.model_fields[part].annotation
@@ -193,7 +271,8 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 def _where(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if part not in _TAGS:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
@@ -214,15 +293,61 @@ def _message(err: dict[str, Any]) -> str:
     return f"{_where(loc)}: {msg} (got {shown})" if "unknown" not in msg else f"{_where(loc)}: {msg}"
 
 
-def parse_study(data: Any, source: str) -> Study:
-    """Validate a mapping (from `source`, for messages) into a frozen Study."""
+def parse_study(data: Any, source: str, base: str | Path | None = None) -> Study:
+    """Validate a mapping (from `source`, for messages) into a frozen Study.
+
+    A `catalog` is read relative to `base` (default: the folder of `source`) and
+    the study's catalog datasets are checked against it.
+    """
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping of study fields at the top level, got {type(data).__name__}")
     try:
-        return Study.model_validate(data)
+        study = Study.model_validate(data)
     except ValidationError as e:
         errors = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")  # misspelt keys first
         raise SpecError(f"{source}: {_message(errors[0])}") from None
+    _resolve_catalog(study, source, Path(base) if base is not None else Path(source).parent)
+    return study
+
+
+def _resolve_catalog(study: Study, source: str, base: Path) -> None:
+    """Load the study's catalog and check every catalog dataset against its entry (no data is read)."""
+    from domains.catalog import CatalogError, load_catalog
+
+    named = [(i, ds) for i, ds in enumerate(study.datasets) if isinstance(ds, CatalogDatasetSpec)]
+    if study.catalog is None:
+        if named:
+            i, ds = named[0]
+            raise SpecError(f"{source}: datasets[{i}].catalog: names catalog dataset {ds.catalog!r} but the study has "
+                            f"no catalog; expected a top-level `catalog: FILE` (relative to the study file)")  # fmt: skip
+        return
+    try:
+        catalog = load_catalog(base / study.catalog)
+    except CatalogError as e:
+        raise SpecError(str(e)) from None
+    study._catalog = catalog
+    largest = max(study.target_sizes)
+    for i, ds in named:
+        if ds.catalog not in catalog.datasets:
+            raise SpecError(f"{source}: datasets[{i}].catalog: unknown catalog dataset {ds.catalog!r} in "
+                            f"{catalog.file}; expected one of: {', '.join(sorted(catalog.datasets))}")  # fmt: skip
+        entry = catalog.get(ds.catalog)
+        have = catalog.tasks(ds.catalog)
+        for task in ds.tasks or ():
+            if task not in have:
+                raise SpecError(f"{source}: datasets[{i}].tasks: {ds.catalog!r} has no {task!r} labels; expected "
+                                f"some of its task types: {', '.join(have)}")  # fmt: skip
+        if not study.dataset_tasks(ds):
+            raise SpecError(f"{source}: datasets[{i}]: {ds.catalog!r} has task types {', '.join(have)}, none of the "
+                            f"study's ({', '.join(study.tasks)}); expected at least one in common")  # fmt: skip
+        for split in ("train", "val"):
+            if split not in entry.splits:
+                raise SpecError(f"{source}: datasets[{i}]: catalog dataset {ds.catalog!r} has no {split!r} split in "
+                                f"{catalog.file}; expected train and val splits")  # fmt: skip
+        declared = ds.train or entry.splits["train"].size
+        if ds.role != "source" and declared is not None and declared < largest:
+            raise SpecError(f"{source}: datasets[{i}].train: {declared} images, fewer than the largest target size "
+                            f"{largest}; expected at least {largest}")  # fmt: skip
 
 
 def load_study(path: str | Path) -> Study:

@@ -22,7 +22,7 @@ import torch
 from domains.base import DatasetInfo, Sample
 from domains.formats.coco import CocoFile
 from domains.formats.depth import read_depth
-from domains.formats.images import DataError, image_tensor, list_images, read_image, resize_sample
+from domains.formats.images import IMAGE_SUFFIXES, DataError, image_tensor, list_images, read_image, resize_sample
 from domains.formats.masks import MaskDecoder
 
 if TYPE_CHECKING:
@@ -43,6 +43,8 @@ class FolderDataset(torch.utils.data.Dataset):
             kp = entry.keypoints
             self.coco = CocoFile.load(catalog.path(paths.coco), kp.flip_pairs if kp else None, kp.sigmas if kp else None)
             self.files = sorted(self.coco.images)
+        elif paths.list:
+            self.files = _listed(catalog.path(paths.list), self.images_dir)
         else:
             self.files = list_images(self.images_dir)
         if count is not None:
@@ -54,7 +56,8 @@ class FolderDataset(torch.utils.data.Dataset):
         self.decoder = None
         if "segmentation" in self.tasks and self.masks_dir is not None:
             m = entry.masks
-            self.decoder = MaskDecoder(m.classes, m.colors, m.ids, m.offset, m.ignore_colors)
+            names = () if m.colors else (m.classes or _class_file(catalog.path(m.classes_file)))
+            self.decoder = MaskDecoder(names, m.colors, m.ids, m.offset, m.ignore_colors, m.ignore_ids)
             classes = self.decoder.classes
         elif "segmentation" in self.tasks and self.coco is not None:
             classes = (("background",) if entry.background else ()) + self.coco.things
@@ -126,15 +129,43 @@ class FolderDataset(torch.utils.data.Dataset):
                 report(str(e))
         return resize_sample(sample, self.image_size)
 
-    def iter_checked(self) -> Iterator[tuple[Sample | None, list[str]]]:
-        """Every sample with its problems (a sample is None when its image could not be read)."""
-        for i in range(len(self.files)):
+    def iter_checked(self, limit: int | None = None) -> Iterator[tuple[Sample | None, list[str]]]:
+        """Every sample (the first `limit`) with its problems (None when its image could not be read)."""
+        for i in range(min(len(self.files), limit or len(self.files))):
             found: list[str] = []
             yield self._load(i, found.append), found
 
     def problems(self) -> list[str]:
         """Every problem in the split, one line each."""
         return [p for _, found in self.iter_checked() for p in found]
+
+
+def _listed(list_file: Path, images: Path) -> list[str]:
+    """The images a split list names (paths relative to `images`, the extension optional), sorted."""
+    try:
+        lines = [ln.strip() for ln in list_file.read_text().splitlines()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{list_file}: list: unreadable ({e}); expected a text file of image paths") from None
+    files = []
+    for n, line in enumerate(lines, 1):
+        if not line:
+            continue
+        rel = line.split()[0]  # VOC-style lists may carry a second column
+        found = next((rel + ext for ext in ("", *IMAGE_SUFFIXES) if (images / (rel + ext)).is_file()), None)
+        if found is None:
+            raise DataError(f"{list_file}: line {n}: no image {rel!r} under {images}; expected a path relative to it")
+        files.append(found)
+    return sorted(files)
+
+
+def _class_file(path: Path) -> tuple[str, ...]:
+    try:
+        names = tuple(ln.strip() for ln in path.read_text().splitlines() if ln.strip())
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: masks.classes_file: unreadable ({e}); expected one class name per line") from None
+    if not names:
+        raise DataError(f"{path}: masks.classes_file: empty; expected one class name per line")
+    return names
 
 
 def histograms(samples: Iterator[Sample | None], info: DatasetInfo) -> tuple[np.ndarray, np.ndarray, int]:

@@ -35,14 +35,18 @@ class MaskDecoder:
 
     def __init__(self, classes: Sequence[str] = (), colors: Mapping[str, Sequence[int]] | None = None,
                  ids: Mapping[int, str | None] | None = None, offset: int = 0,
-                 ignore_colors: Sequence[Sequence[int]] = ()) -> None:  # fmt: skip
+                 ignore_colors: Sequence[Sequence[int]] = (), ignore_ids: Sequence[int] = ()) -> None:  # fmt: skip
         self.colors = dict(colors) if colors else None
         self.classes = tuple(self.colors) if self.colors else tuple(classes)
         self.ids = None
         if ids is not None:
             index = {c: i for i, c in enumerate(self.classes)}
+            unknown = [n for n in ids.values() if n is not None and n not in index]
+            if unknown:
+                raise DataError(f"masks.ids: class {unknown[0]!r} is not one of the classes; expected one of: "
+                                f"{', '.join(self.classes)}")  # fmt: skip
             self.ids = {int(raw): (IGNORE if name is None else index[name]) for raw, name in ids.items()}
-        self.offset = offset
+        self.offset, self.ignore_ids = offset, tuple(ignore_ids)
         if self.colors:
             self._color_keys = _pack(np.array(list(self.colors.values())))
             self._ignore_keys = _pack(np.array(ignore_colors)) if len(ignore_colors) else np.zeros(0, np.int64)
@@ -61,13 +65,13 @@ class MaskDecoder:
                             f"16-bit), or class colours under masks.colors in the catalog")  # fmt: skip
         raw = np.asarray(img).astype(np.int64)
         if self.ids is not None:
-            lut = np.full(max(int(raw.max()) + 1, 256), IGNORE, np.int64)
+            lut = np.full(max(int(raw.max(initial=0)) + 1, 256), IGNORE, np.int64)
             for value, cls in self.ids.items():
                 if value < len(lut):
                     lut[value] = cls
             return lut[raw]
         seg = raw - self.offset
-        seg[(raw == IGNORE) | (seg < 0)] = IGNORE
+        seg[(raw == IGNORE) | (seg < 0) | np.isin(raw, self.ignore_ids)] = IGNORE
         bad = (seg != IGNORE) & (seg >= len(self.classes))
         if bad.any():
             values = ", ".join(str(v) for v in np.unique(raw[bad])[:5])
