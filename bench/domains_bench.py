@@ -1,13 +1,17 @@
 """Bench: procedural rendering speed beside the tiny backbone's training speed, on one core.
 
-Prints images/s rendered per domain at 64 and 128 px, the images/s a training
-step of `test_resnet` + the segmentation head consumes at the same size
-(batch 16), and their ratio: above 1, one core renders faster than one core trains.
+Prints, at 64 and 128 px: images/s rendered per domain (all seven; every
+sample with image, segmentation, depth, boxes, labels and keypoints), the
+images/s a training step of `test_resnet` + the segmentation head consumes
+(batch 16), and their ratio: above 1, one core renders faster than one core
+trains. Beside them, the per-sample augmentation (Mensink's rescale, crop,
+flip) and reading back from the shard cache, each as a ratio to training.
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from domains import DOMAINS, SyntheticDataset  # noqa: E402
+from domains.transforms import augment  # noqa: E402
 from tasks import get_task  # noqa: E402
 from tasks.model import build_model  # noqa: E402
 from tasks.train import Schedule, materialize, train  # noqa: E402
@@ -27,6 +32,29 @@ def render_rate(domain: str, size: int, n: int) -> float:
     for i in range(n):
         ds[i]
     return n / (time.perf_counter() - t0)
+
+
+def augment_rate(size: int, n: int = 64) -> float:
+    ds = SyntheticDataset("bench", "consumer", "train", n, size)
+    samples = [ds[i] for i in range(n)]
+    pairs = ds.info.keypoints.flip_pairs
+    gen = torch.Generator().manual_seed(0)
+    t0 = time.perf_counter()
+    for s in samples:
+        augment(s, gen, size=size, flip_pairs=pairs)
+    return n / (time.perf_counter() - t0)
+
+
+def cached_rate(size: int, n: int = 128) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        ds = SyntheticDataset("bench", "consumer", "train", n, size, cache=folder)
+        for i in range(n):  # written once
+            ds[i]
+        again = SyntheticDataset("bench", "consumer", "train", n, size, cache=folder)
+        t0 = time.perf_counter()
+        for i in range(n):
+            again[i]
+        return n / (time.perf_counter() - t0)
 
 
 def train_rate(size: int, steps: int = 10, batch: int = 16) -> float:
@@ -50,6 +78,9 @@ def main() -> None:
         print(f"{size:>4} px  render img/s: {cells}")
         print(f"{size:>4} px  train img/s (test_resnet + segmentation, batch 16): {trains:6.0f}; "
               f"slowest render / train = {slowest / trains:.2f}")
+        aug, cached = augment_rate(size), cached_rate(size)
+        print(f"{size:>4} px  augment img/s {aug:6.0f} (augment / train = {aug / trains:.2f}); "
+              f"cached read img/s {cached:6.0f} (cached read / train = {cached / trains:.2f})")
 
 
 if __name__ == "__main__":

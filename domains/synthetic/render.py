@@ -261,18 +261,32 @@ class Canvas:
         return np.abs(dist) <= width / 2
 
 
+@lru_cache(maxsize=2048)
+def _upsampler(n: int, cell: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Smoothstep interpolation from a random grid of `cell` px to n pixels (read-only, cached).
+
+    Returns (i [n], f [n], g): pixel k lies between grid nodes i[k] and
+    i[k] + 1 with weight f[k] on the second, of g = ceil(n / cell) + 2 nodes.
+    """
+    t = np.arange(n, dtype=np.float32) / cell
+    i = np.floor(t).astype(np.int64)
+    f = t - i
+    f = (f * f * (3 - 2 * f)).astype(np.float32)  # smoothstep
+    i.flags.writeable = f.flags.writeable = False
+    return i, f, int(np.ceil(n / cell)) + 2
+
+
 def value_noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.ndarray:
-    """Smooth random texture in [0, 1], [H, W]: a random grid of `cell` px, bilinearly upsampled."""
-    gh, gw = int(np.ceil(h / cell)) + 2, int(np.ceil(w / cell)) + 2
+    """Smooth random texture in [0, 1], [H, W]: a random grid of `cell` px, smoothly interpolated.
+
+    The interpolation is separable (rows, then columns) with cached weights.
+    """
+    iy, fy, gh = _upsampler(h, float(cell))
+    ix, fx, gw = _upsampler(w, float(cell))
     grid = rng.random((gh, gw), dtype=np.float32)
-    y = np.arange(h, dtype=np.float32) / cell
-    x = np.arange(w, dtype=np.float32) / cell
-    y0, x0 = np.floor(y).astype(int), np.floor(x).astype(int)
-    fy, fx = (y - y0)[:, None], (x - x0)[None, :]
-    fy, fx = fy * fy * (3 - 2 * fy), fx * fx * (3 - 2 * fx)  # smoothstep
-    top, bottom = grid[y0], grid[y0 + 1]  # [h, gw] each
-    a, b, c, d = top[:, x0], top[:, x0 + 1], bottom[:, x0], bottom[:, x0 + 1]
-    return (a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy
+    fy = fy[:, None]
+    rows = grid[iy] * (1 - fy) + grid[iy + 1] * fy  # [H, gw]
+    return rows[:, ix] * (1 - fx) + rows[:, ix + 1] * fx  # [H, W]
 
 
 def textured(

@@ -499,7 +499,9 @@ def _overhead(cv: Canvas, rng: np.random.Generator, pal: Palette) -> None:
     for _ in range(_count(cv, rng, "vehicle", 2, 12)):  # vehicles in their lanes, either way
         p, a, width = roads[rng.integers(len(roads))]
         d = np.array([np.cos(a), np.sin(a)])
-        along, across = rng.uniform(-w, w), rng.uniform(-0.3, 0.3) * width
+        with np.errstate(divide="ignore"):  # the stretch of the road's centre line inside the frame
+            ends = np.sort(np.stack([(0 - p) / d, (w - p) / d]), 0)
+        along, across = rng.uniform(np.max(ends[0]), np.min(ends[1])), rng.uniform(-0.3, 0.3) * width
         centre = p + along * d + across * np.array([-d[1], d[0]])
         heading = a + (np.pi if rng.random() < 0.5 else 0.0) + rng.normal(0, 0.05)
         _vehicle_top(cv, pal, rng, *centre, s * 4.5, s * 2.0, heading, alt - 1.5)
