@@ -258,6 +258,25 @@ def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
 
 @main.command()
 @study_arg
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+              help="MLflow tracking URI the job logs to: a server every node reaches, http://MLFLOW:5000 (required)")
+@click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", show_envvar=True,
+              help="The cluster's Jobs API: http://HEAD:8265 (auth token from RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)")
+@click.option("--storage", envvar="TMX_STORAGE", show_envvar=True,
+              help="Checkpoint storage every node reaches: s3://bucket/path, gs://..., or an absolute shared path")
+@click.option("--wait/--no-wait", default=False, show_default=True, help="Stream the job's logs; exit with its status")
+def submit(study_file: str, tracking_uri: str | None, address: str, storage: str | None, wait: bool) -> None:
+    """Run STUDY on a Ray cluster as a Ray Job: `tmx run STUDY --address auto` on its head (cluster/README.md)."""
+    from matrix.submit import SubmitError, submit_study
+
+    try:
+        sys.exit(submit_study(study_file, address, tracking_uri, storage, wait, lambda s: click.echo(s, nl=False)))
+    except SubmitError as e:
+        _fail(str(e), e.status)
+
+
+@main.command()
+@study_arg
 @uri_opt
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 def ui(study_file: str, tracking_uri: str | None, port: int) -> None:

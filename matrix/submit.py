@@ -92,7 +92,9 @@ def _local_path(uri: str) -> str | None:
 def job_request(study_file: str | Path, tracking_uri: str | None, storage: str | None) -> JobRequest:
     """Validate STUDY and the options locally, and build the job; bad input raises SubmitError (status 2).
 
-    The study's folder is the job's working directory. The tracking URI is
+    The study's folder is the job's working directory, so a catalog file the
+    study names must lie in it (the data the catalog points at must be on the
+    nodes: the job checks that, as `tmx run` does). The tracking URI is
     required: the job's working directory on the head is temporary, so the
     default sqlite store inside it would be lost. A local path (for the
     tracking store or the storage) must be absolute: it means the same path on
@@ -119,6 +121,9 @@ def job_request(study_file: str | Path, tracking_uri: str | None, storage: str |
                               "path, or an object store URI such as s3://bucket/checkpoints")  # fmt: skip
         env[ENV_STORAGE] = storage
     folder = Path(study_file).resolve().parent
+    if study.catalog is not None and not (folder / study.catalog).resolve().is_relative_to(folder):
+        raise SubmitError(f"{study_file}: catalog: {study.catalog!r} is outside the study's folder, the only folder "
+                          "the job uploads; keep the catalog file next to the study (or below it)")  # fmt: skip
     excludes = EXCLUDES
     if not study.out.is_absolute():
         excludes += (f"/{study.out.as_posix()}/",)
@@ -195,6 +200,8 @@ def submit_study(study_file: str, address: str, tracking_uri: str | None, storag
     where = f"runs go to {request.env_vars[ENV_TRACKING_URI]}"
     if ENV_STORAGE in request.env_vars:
         where += f", checkpoints to {request.env_vars[ENV_STORAGE]}"
+    else:
+        where += ", checkpoints to the job's temporary folder on the head (no --storage: one-node clusters only)"
     echo(f"Submitted {job_id}: `{request.entrypoint}` in {request.working_dir}, on {address}\n  {where}\n"
          f"  follow: ray job logs --address {address} --follow {job_id}\n"
          f"  status: ray job status --address {address} {job_id}; stop: ray job stop --address {address} {job_id}\n")  # fmt: skip

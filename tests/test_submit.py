@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import run_tmx
+from conftest import REPO, run_tmx
 from mlflow import MlflowClient
 from ray.job_submission import JobSubmissionClient
 
@@ -115,6 +116,8 @@ def test_bad_input_exits_2_and_contacts_nothing(tmp_path):
     good = _study_folder(tmp_path / "ok", STUDY) / "tiny.yaml"
     bad = tmp_path / "bad.yaml"
     bad.write_text(STUDY.replace("image_size: 32", "image_size: big"))
+    shutil.copy(REPO / "configs" / "catalog.yaml", tmp_path / "catalog.yaml")
+    outside = _study_folder(tmp_path / "sub", STUDY + "catalog: ../catalog.yaml\n") / "tiny.yaml"
     cases = {
         (str(bad), "--tracking-uri", "http://mlflow:5000"): [str(bad), "image_size"],
         (str(good),): ["--tracking-uri", "MLFLOW_TRACKING_URI"],
@@ -122,6 +125,7 @@ def test_bad_input_exits_2_and_contacts_nothing(tmp_path):
         (str(good), "--tracking-uri", "http://mlflow:5000", "--storage", "ckpt"): ["--storage", "relative"],
         (str(good), "--tracking-uri", "http://mlflow:5000", "--address", "ray://head:10001"): ["--address", "http://"],
         (str(tmp_path / "missing.yaml"), "--tracking-uri", "http://mlflow:5000"): ["missing.yaml"],
+        (str(outside), "--tracking-uri", "http://mlflow:5000"): [str(outside), "catalog", "outside"],
     }
     for args, words in cases.items():
         if "--address" not in args:
