@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import shlex
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +162,9 @@ def connect(address: str):
     except SubmitError:
         raise
     except Exception as e:  # ConnectionError, ray.exceptions.AuthenticationError, ...
-        hint = f" (give the cluster's token with {ENV_AUTH_TOKEN} or {ENV_AUTH_TOKEN_PATH})" if "uthenticat" in str(e) else ""  # fmt: skip
+        hint = ""
+        if "uthenticat" in str(e):  # 401/403: no token, or the wrong one
+            hint = f" (give the cluster's token with {ENV_AUTH_TOKEN} or {ENV_AUTH_TOKEN_PATH})"
         raise SubmitError(f"cannot use the Ray Jobs API at {address}: {_first_line(e)}{hint}", status=1) from None
 
 
@@ -175,10 +178,11 @@ def follow(client, job_id: str, echo: Callable[[str], None]) -> int:
     asyncio.run(tail())
     info = client.get_job_info(job_id)
     while str(info.status) not in TERMINAL:  # the log stream can close a moment before the status is final
-        asyncio.run(asyncio.sleep(0.5))
+        time.sleep(0.5)
         info = client.get_job_info(job_id)
     status = str(info.status)
-    echo(f"job {job_id}: {status}" + (f": {info.message}" if status != "SUCCEEDED" and info.message else "") + "\n")
+    reason = (info.message or "").strip().splitlines()[:1] if status != "SUCCEEDED" else []  # the logs came above
+    echo(f"job {job_id}: {status}" + "".join(f": {line.rstrip(':')}" for line in reason) + "\n")
     return 0 if status == "SUCCEEDED" else 1
 
 
@@ -204,7 +208,8 @@ def submit_study(study_file: str, address: str, tracking_uri: str | None, storag
         where += ", checkpoints to the job's temporary folder on the head (no --storage: one-node clusters only)"
     echo(f"Submitted {job_id}: `{request.entrypoint}` in {request.working_dir}, on {address}\n  {where}\n"
          f"  follow: ray job logs --address {address} --follow {job_id}\n"
-         f"  status: ray job status --address {address} {job_id}; stop: ray job stop --address {address} {job_id}\n")  # fmt: skip
+         f"  status: ray job status --address {address} {job_id}\n"
+         f"  stop:   ray job stop --address {address} {job_id}\n")  # fmt: skip
     if not wait:
         return 0
     try:

@@ -20,7 +20,8 @@ from matrix.submit import CLUSTER_ADDRESS, DASHBOARD_PORT, ENTRYPOINT, ENV_AUTH_
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-PINS = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^]]*\])?==(\S+)", d).groups() for d in PYPROJECT["project"]["dependencies"])
+PINS = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^]]*\])?==(\S+)", d).groups()
+            for d in PYPROJECT["project"]["dependencies"])  # name -> exact version
 PY = "py" + re.search(r"3\.(\d+)", PYPROJECT["project"]["requires-python"]).group(0).replace(".", "")
 RAY_IMAGE = f"rayproject/ray:{PINS['ray']}-{PY}-gpu"
 BACKENDS = {"aws": "s3fs", "gcp": "gcsfs"}  # the fsspec backend of each cloud's object store

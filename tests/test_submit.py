@@ -146,13 +146,21 @@ def test_bad_input_exits_2_and_contacts_nothing(tmp_path):
 
 def test_submit_runs_the_study_as_a_ray_job(cluster, tmp_path, monkeypatch):
     folder = _study_folder(tmp_path / "study", STUDY)
+    # without the cluster's token: refused, one line saying where the token goes
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    refused = CliRunner().invoke(main, ["submit", str(folder / "tiny.yaml"), "--address", cluster["address"],
+                                        "--tracking-uri", cluster["tracking"]])  # fmt: skip
+    assert refused.exit_code == 1 and "RAY_AUTH_TOKEN" in refused.stderr, refused.output
+    assert "\n" not in refused.stderr.strip()
+
     storage = tmp_path / "shared-checkpoints"  # a folder every node mounts: here, one node
     env = {"RAY_AUTH_TOKEN": cluster["token"]}
     result = run_tmx("submit", "tiny.yaml", "--address", cluster["address"], "--tracking-uri", cluster["tracking"],
                      "--storage", str(storage), "--wait", cwd=folder, env=env, timeout=300)  # fmt: skip
     assert result.returncode == 0, (result.stdout[-4000:], result.stderr[-3000:])
     job_id = result.stdout.split()[1].rstrip(":")
-    assert job_id.startswith("tmx-tiny-") and f"ray job logs --address {cluster['address']} --follow {job_id}" in result.stdout
+    assert job_id.startswith("tmx-tiny-")
+    assert f"ray job logs --address {cluster['address']} --follow {job_id}" in result.stdout
     assert "Launched 3 jobs (0 were already done)" in result.stdout  # the job's own log, streamed
     assert result.stdout.rstrip().endswith(f"job {job_id}: SUCCEEDED")
 
