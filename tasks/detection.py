@@ -81,7 +81,7 @@ def build_detector(kind: str, neck: nn.Module, num_classes: int, image_size: int
         return FasterRCNN(features, **rcnn, **common)
     if kind == "keypoint_rcnn":
         return KeypointRCNN(
-            features, **rcnn, **common,
+            features, **rcnn, **common, box_detections_per_img=20,  # COCO's keypoint AP looks at 20 per image
             keypoint_roi_pool=MultiScaleRoIAlign(roi_levels, 14, 2),
             keypoint_head=KeypointRCNNHeads(width, (width,) * 4),
             keypoint_predictor=KeypointRCNNPredictor(width, num_keypoints),

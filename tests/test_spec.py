@@ -28,8 +28,9 @@ def test_demo_study_loads_and_is_frozen():
     "text, expected",
     [
         (GOOD.replace("aerial", "forest"),
-         "datasets[1].domain: unknown domain 'forest'; expected one of: aerial, driving, indoor"),
-        (GOOD + "tasks: [segmentation, keypoint]\n", "tasks[1]: unknown task 'keypoint'; expected one of: depth, segmentation"),
+         "datasets[1].domain: unknown domain 'forest'; expected one of: aerial, close-up, consumer, driving, indoor"),
+        (GOOD + "tasks: [segmentation, keypoint]\n",
+         "tasks[1]: unknown task 'keypoint'; expected one of: depth, detection, keypoints, segmentation"),
         (GOOD.replace("domain: driving", "domian: driving"),
          "datasets[0].domian: unknown key 'domian'; expected one of: name, domain, role, blend, train, val, seed, tasks"),
         (GOOD + "seedz: [1]\n", "seedz: unknown key 'seedz'; expected one of: name, output_dir, backbone"),
