@@ -143,7 +143,8 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
     tracker = Tracker(uri, study.name, artifact_root=study.out / "mlartifacts" if local_store else None)
     store = CheckpointStore(storage or study.out / "checkpoints")
     try:
-        summary = run_jobs(jobs, tracker, store, address, max_parallel, in_process=in_process)
+        resources = {kind: r.model_dump() for kind, r in study.resources.items()}
+        summary = run_jobs(jobs, tracker, store, address, max_parallel, in_process=in_process, resources=resources)
     except KeyboardInterrupt:
         _fail(f"interrupted: finished jobs are recorded in {uri}; run `tmx run {study_file}` again to go on", 130)
     if summary.launched == 0:

@@ -139,7 +139,7 @@ def execute(job: Job, upstream: JobResult | None, store: CheckpointStore) -> Job
     info = dataset(job.train, job.image_size).info
     fresh_init = "imagenet" if job.init == "imagenet" and job.upstream is None else "scratch"
     model = build_model(job.backbone, job.task, info, job.seed, init=fresh_init, options=job.model)
-    if torch.cuda.is_available():  # Ray sets CUDA_VISIBLE_DEVICES to the job's GPU
+    if torch.cuda.is_available():  # with `resources: {KIND: {num_gpus: ...}}` Ray sets CUDA_VISIBLE_DEVICES
         model = model.cuda()
     label_space = task.label_space(info)
     report = TransferReport()

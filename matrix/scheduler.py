@@ -66,12 +66,15 @@ def run_jobs(
     console: Console | None = None,
     in_process: bool = False,
     fn: Callable[[Job, JobResult | None, CheckpointStore], JobResult] = execute,
+    resources: dict[str, dict[str, float]] | None = None,
 ) -> RunSummary:
     """Run every job of `jobs` (topologically ordered) that has no FINISHED run yet.
 
     `in_process=True` runs them one after another in this process, without Ray
     (for debugging, and as the reference the scheduler's speed-up is measured against).
     `fn` is what runs a job (`matrix.jobs.execute`); the scheduler bench swaps in a no-op.
+    `resources` maps a job kind to what each of its jobs asks Ray for ({"num_cpus": 1, "num_gpus": 0.5});
+    kinds not given take 1 CPU and no GPU. Ray gives a job with GPUs its own CUDA_VISIBLE_DEVICES.
     """
     console = console or Console(stderr=True)
     store.sweep()
@@ -85,7 +88,7 @@ def run_jobs(
         if in_process:
             _run_here(todo, done, store, ledger, fn)
         else:
-            _run_on_ray(todo, done, store, ledger, address, max_parallel, fn)
+            _run_on_ray(todo, done, store, ledger, address, max_parallel, fn, resources or {})
     return summary
 
 
@@ -106,7 +109,7 @@ def _run_here(todo: list[Job], done: dict[str, JobResult], store: CheckpointStor
 
 
 def _run_on_ray(todo: list[Job], done: dict[str, JobResult], store: CheckpointStore, ledger: _Ledger,
-                address: str | None, max_parallel: int | None, fn) -> None:  # fmt: skip
+                address: str | None, max_parallel: int | None, fn, resources: dict[str, dict[str, float]]) -> None:  # fmt: skip
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
@@ -131,7 +134,8 @@ def _run_on_ray(todo: list[Job], done: dict[str, JobResult], store: CheckpointSt
                 upstream: ray.ObjectRef | JobResult | None = None
                 if job.upstream is not None:
                     upstream = refs.get(job.upstream) or done.get(job.upstream)
-                ref = remote.options(name=job.name[:100]).remote(job, upstream, store)
+                asks = {"num_cpus": 1, "num_gpus": 0} | resources.get(job.kind, {})
+                ref = remote.options(name=job.name[:100], **asks).remote(job, upstream, store)
                 refs[job.key] = ref
                 pending[ref] = (job, time.time())
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)

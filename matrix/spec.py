@@ -125,6 +125,23 @@ class ModelSpec(Strict):
     transfer_head: bool = False  # also move the head when task and label space match
 
 
+class ResourceSpec(Strict):
+    """What one job of a kind asks Ray for: CPUs and GPUs, fractions allowed (0.25 GPU: four jobs share one)."""
+
+    num_cpus: Annotated[float, Field(gt=0)] = 1.0
+    num_gpus: Annotated[float, Field(ge=0)] = 0.0
+
+    @field_validator("num_gpus")
+    @classmethod
+    def _whole_above_one(cls, v: float) -> float:
+        if v > 1 and v != int(v):
+            raise ValueError(f"{v} GPUs: above 1, expected a whole number (Ray shares only single GPUs)")
+        return v
+
+
+JobKind = Literal["pretrain", "source", "transfer", "baseline", "scratch"]
+
+
 class PretrainSpec(Strict):
     """The generic init: one model trained on a mixture of domains (the stand-in for ImageNet)."""
 
@@ -154,7 +171,9 @@ class Study(Strict):
     source: TrainSpec = TrainSpec(steps=150)
     finetune: TrainSpec = TrainSpec(steps=60)
     # accelerator-hours one job of each kind takes, for `tmx plan`'s cost estimate before any run
-    estimates: dict[Literal["pretrain", "source", "transfer", "baseline", "scratch"], Annotated[float, Field(ge=0)]] = {}
+    estimates: dict[JobKind, Annotated[float, Field(ge=0)]] = {}
+    # what each job of a kind asks Ray for (default: 1 CPU, no GPU), e.g. {transfer: {num_cpus: 4, num_gpus: 0.5}}
+    resources: dict[JobKind, ResourceSpec] = {}
     _catalog: Any = PrivateAttr(default=None)  # the loaded domains.catalog.Catalog, set by parse_study
 
     @field_validator("backbone")
