@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import timm
 from torch import nn
 
 INITS = ("scratch", "imagenet")
@@ -33,6 +32,8 @@ def imagenet_weights_path(name: str) -> Path | None:
 
 def create_backbone(name: str, init: str = "scratch") -> nn.Module:
     """A timm feature extractor returning the list of its feature maps (see `.feature_info`)."""
+    import timm  # imports in seconds: only when a model is built
+
     if name not in timm.list_models():
         raise ValueError(f"unknown backbone {name!r}: not a timm model name (see timm.list_models())")
     if init == "scratch":

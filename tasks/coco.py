@@ -21,8 +21,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 # the first six of COCOeval.stats, the same for both iou types
 NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large")
@@ -70,8 +68,11 @@ class CocoAP:
                     det["keypoints"] = pred["keypoints"][j].flatten().tolist()
                 self.dt.append(det)
 
-    def coco_eval(self) -> COCOeval | None:
+    def coco_eval(self):
         """The evaluated COCOeval (None when there is no prediction)."""
+        from pycocotools.coco import COCO  # imports matplotlib: only when a split is scored
+        from pycocotools.cocoeval import COCOeval
+
         categories = [{"id": i + 1, "name": name} for i, name in enumerate(self.categories)]
         if self.iou_type == "keypoints":
             for c in categories:

@@ -15,11 +15,6 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torchvision.models.detection import FCOS, FasterRCNN, KeypointRCNN, RetinaNet
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
-from torchvision.ops import MultiScaleRoIAlign
 
 from domains import DatasetInfo
 from tasks.base import TASKS, Batch, Task
@@ -46,8 +41,10 @@ class _Features(nn.Module):
         return self.fn(x)
 
 
-def _anchors(strides: list[int], ratios: tuple[float, ...], scales: tuple[float, ...]) -> AnchorGenerator:
+def _anchors(strides: list[int], ratios: tuple[float, ...], scales: tuple[float, ...]):
     """One anchor set per FPN level, sized from the level's stride (2x stride at scale 1)."""
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
     sizes = tuple(tuple(2 * s * k for k in scales) for s in strides)
     return AnchorGenerator(sizes, (ratios,) * len(strides))
 
@@ -59,6 +56,12 @@ def build_detector(kind: str, neck: nn.Module, num_classes: int, image_size: int
     (no resizing beyond that), anchors follow the neck's strides, and the
     region heads are sized for small images on small budgets.
     """
+    # torchvision imports in seconds: only when a detector is built, not when the CLI starts
+    from torchvision.models.detection import FCOS, FasterRCNN, KeypointRCNN, RetinaNet
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
+    from torchvision.ops import MultiScaleRoIAlign
+
     features, width, strides = _Features(neck.out_channels), neck.out_channels, neck.strides
     common = {"min_size": image_size, "max_size": image_size, "image_mean": MEAN.flatten().tolist(),
               "image_std": STD.flatten().tolist()}  # fmt: skip

@@ -13,8 +13,6 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import FeaturePyramidNetwork
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from tasks.base import FeatureInfo
 
@@ -30,6 +28,9 @@ class Neck(nn.Module):
     """
 
     def __init__(self, feature_info: FeatureInfo, width: int = NECK_WIDTH) -> None:
+        from torchvision.ops import FeaturePyramidNetwork  # torchvision imports in seconds: only when built
+        from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
         super().__init__()
         strides = feature_info.reduction()
         self.levels = [i for i, s in enumerate(strides) if s >= 4] or list(range(len(strides)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import MulticlassConfusionMatrix
 
 from domains import IGNORE, DatasetInfo
 from tasks.base import TASKS, Batch, DenseTask
@@ -20,6 +19,8 @@ class MeanIoU:
     """
 
     def __init__(self, num_classes: int) -> None:
+        from torchmetrics.classification import MulticlassConfusionMatrix
+
         self.confmat = MulticlassConfusionMatrix(num_classes, ignore_index=IGNORE)
 
     def update(self, output: torch.Tensor, batch: Batch) -> None:

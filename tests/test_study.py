@@ -81,7 +81,8 @@ def test_run_track_rerun_and_report(tmp_path):
             dst = tmp_path / "artifacts" / run.info.run_id
             dst.mkdir(parents=True)
             moved = json.loads(Path(client.download_artifacts(run.info.run_id, "transfer.json", str(dst))).read_text())
-            assert moved["moved"] and all(name.startswith("backbone.") for name in moved["moved"])
+            assert {name.split(".")[0] for name in moved["moved"]} == {"backbone", "neck"}  # heads stay
+            assert all(name.startswith("head.") for name in moved["skipped"])
     transfer = next(j for j in jobs if j.kind == "transfer")
     assert by_key[transfer.key].data.tags["upstream_key"] == transfer.upstream
 
