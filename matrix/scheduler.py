@@ -115,7 +115,8 @@ def _run_on_ray(todo: list[Job], done: dict[str, JobResult], store: CheckpointSt
 
     if address is None:
         _local_auth_token()
-        ray.init(num_cpus=max_parallel or os.cpu_count(), include_dashboard=False, logging_level="ERROR",
+        # "local": always a new embedded cluster, even when a `ray start` one runs on this machine
+        ray.init(address="local", num_cpus=max_parallel or os.cpu_count(), include_dashboard=False, logging_level="ERROR",
                  log_to_driver=False)  # fmt: skip
     else:
         ray.init(address=address, logging_level="ERROR")
