@@ -96,15 +96,17 @@ def test_driver_killed_at_several_points_loses_nothing(tmp_path):
 
 
 def _ray_workers_running(prefix: str) -> list[int]:
+    """Ray workers titled `prefix...` of this test session's clusters (their RAY_TMPDIR is ours)."""
+    ours = f"RAY_TMPDIR={os.environ['RAY_TMPDIR']}".encode()
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
                 title = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                if title.startswith(prefix) and ours in (proc / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(proc.name))
             except OSError:
                 continue
-            if title.startswith(prefix):
-                pids.append(int(proc.name))
     return pids
 
 
