@@ -123,7 +123,12 @@ def _run_on_ray(todo: list[Job], done: dict[str, JobResult], store: CheckpointSt
     try:
         from ray.util.queue import Queue
 
-        starts = Queue()  # workers put (job key, time) here when a job starts; the driver opens its run
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # workers put (job key, time) here when a job starts, and the driver opens its run; the queue lives on
+        # the driver's node, so losing a worker node never loses it
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        starts = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
         remote = ray.remote(num_cpus=1, max_retries=2, retry_exceptions=RETRY_ON)(_signalling(fn, starts))
         by_key = {job.key: job for job in todo}
         refs: dict[str, ray.ObjectRef] = {}
@@ -159,7 +164,10 @@ def _signalling(fn, starts):
     """`fn` that first tells the driver, through the `starts` queue, that the job has started on a worker."""
 
     def job_task(job: Job, upstream: JobResult | None, store: CheckpointStore) -> JobResult:
-        starts.put((job.key, time.time()))
+        try:
+            starts.put((job.key, time.time()), timeout=10)
+        except Exception:  # the status display misses a start; the job itself goes on
+            pass
         return fn(job, upstream, store)
 
     return job_task

@@ -2,7 +2,10 @@
 
 import os
 import sys
+import threading
 import time
+from collections import Counter
+from pathlib import Path
 
 import ray.cloudpickle
 from rich.console import Console
@@ -45,3 +48,50 @@ def test_a_kind_asking_for_two_cpus_runs_alone_on_a_two_cpu_cluster(tmp_path):
     assert s2 < e1  # one CPU each: the two sources ran side by side
     (s1, e1), (s2, e2) = sorted(spans["transfer"])
     assert e1 <= s2  # two CPUs each: the transfers, both ready at once, ran one after the other
+
+
+def marking_sleeper(job, upstream, store) -> JobResult:
+    """Like `sleeper`, and leaves a file per attempt naming the node it ran on."""
+    import ray
+
+    started = time.time()
+    node = ray.get_runtime_context().get_node_id()
+    (Path(store.root) / "attempts").mkdir(parents=True, exist_ok=True)
+    (Path(store.root) / "attempts" / f"{job.key}.{node}").touch()
+    time.sleep(3.0)
+    return JobResult(job.key, {"miou": 0.5}, "miou", True, checkpoint="none", started=started, ended=time.time())
+
+
+def test_a_node_removed_mid_study_its_jobs_finish_on_the_other(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    study = parse_study({**STUDY, "name": "nodes", "resources": {}}, "nodes.yaml")
+    jobs = plan(study)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    doomed = cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "nodes", artifact_root=tmp_path / "art")
+    store = CheckpointStore(tmp_path / "ck")
+    attempts = Path(store.root) / "attempts"
+
+    def remove_when_busy():
+        deadline = time.time() + 120
+        while time.time() < deadline:  # as soon as a job has started on the doomed node, take the node away
+            if any(p.suffix == f".{doomed.node_id}" for p in attempts.glob("*")):
+                cluster.remove_node(doomed)
+                return
+            time.sleep(0.1)
+
+    remover = threading.Thread(target=remove_when_busy)
+    remover.start()
+    try:
+        summary = run_jobs(jobs, tracker, store, address=cluster.address, fn=marking_sleeper,
+                           console=Console(file=open(os.devnull, "w")))  # fmt: skip
+    finally:
+        remover.join()
+        cluster.shutdown()
+    assert not summary.failed and sum(summary.finished.values()) == len(jobs)
+    nodes_per_job = Counter(p.stem for p in attempts.glob("*"))
+    assert max(nodes_per_job.values()) >= 2  # a job cut off on the removed node ran again on the head
+    finished = Counter(r.data.tags["job_key"] for r in tracker.runs("FINISHED") if "job_key" in r.data.tags)
+    assert finished == Counter(j.key for j in jobs)  # every job exactly one FINISHED run
