@@ -279,6 +279,45 @@ def submit(study_file: str, tracking_uri: str | None, address: str, storage: str
 @main.command()
 @study_arg
 @uri_opt
+@click.option("--trials", type=click.IntRange(min=1), default=8, show_default=True, help="Trials per target task type")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the search")
+@click.option("--address", help="Ray cluster address (default: start an embedded local cluster)")
+@click.option("--max-parallel", type=click.IntRange(min=1), help="Trials at once on the local cluster (default: CPUs)")
+@click.option("--storage", envvar="TMX_STORAGE", help="Checkpoint storage root, as for `tmx run`")
+def tune(study_file: str, tracking_uri: str | None, trials: int, seed: int, address: str | None,
+         max_parallel: int | None, storage: str | None) -> None:  # fmt: skip
+    """Search finetuning lr and weight decay per task type (Ray Tune, ASHA) on STUDY's baseline jobs.
+
+    The best values are written into STUDY's `finetune_by_task` block, which the
+    plan applies to every finetuning job of that task type.
+    """
+    from matrix.jobs import CheckpointStore
+    from matrix.plan import plan as make_plan
+    from matrix.tracking import Tracker
+    from matrix.tune import tune_study, write_tuned
+
+    study = _study(study_file)
+    upstream = None
+    if study.init == "generic":
+        pretrain = next(j for j in make_plan(study) if j.kind == "pretrain")
+        uri = _tracking_uri(study, tracking_uri)
+        done = Tracker(uri, study.name, create=False).finished() if tracking_uri or (study.out / "mlflow.db").exists() else {}
+        upstream = done.get(pretrain.key)
+        if upstream is None:
+            _fail(f"{study_file}: init: 'generic': the baselines start from the pretrain job, which has no FINISHED "
+                  f"run in {uri}; run `tmx run {study_file}` first (or tune with init: scratch)")  # fmt: skip
+    store = CheckpointStore(storage or study.out / "checkpoints")
+    best = tune_study(study, store, upstream, trials=trials, seed=seed, address=address, max_parallel=max_parallel)
+    write_tuned(Path(study_file), best)
+    for task, v in best.items():
+        click.echo(f"{task}: lr {v['lr']:.3g}, weight_decay {v['weight_decay']:.3g} (mean primary score {v['score']:.4g}, "
+                   f"{v['trials']} trials)")  # fmt: skip
+    click.echo(f"Wrote finetune_by_task into {study_file}; `tmx run {study_file}` reruns the finetuning jobs with them.")
+
+
+@main.command()
+@study_arg
+@uri_opt
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 def ui(study_file: str, tracking_uri: str | None, port: int) -> None:
     """Serve the MLflow UI for the study's runs on 127.0.0.1."""

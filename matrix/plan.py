@@ -162,7 +162,6 @@ def plan(study: Study) -> list[Job]:
         sources[(ds.name, task)] = src
         jobs.append(src)
 
-    finetune = study.finetune.model_dump()
     for size in study.target_sizes:
         for seed in study.seeds:
             for ds, task in pairs:
@@ -170,7 +169,7 @@ def plan(study: Study) -> list[Job]:
                     continue
                 target = {"task": task, "train": _ref(study, ds, "train", size),
                           "eval": _ref(study, ds, "val", study.split_size(ds, "val")),
-                          "schedule": finetune, "seed": seed, **common}  # fmt: skip
+                          "schedule": study.finetune_for(task), "seed": seed, **common}  # fmt: skip
                 jobs.append(Job(kind="baseline", upstream=root_key, **target))
                 if study.scratch and study.init != "scratch":
                     jobs.append(Job(kind="scratch", upstream=None, **(target | {"init": "scratch"})))

@@ -142,6 +142,13 @@ class ResourceSpec(Strict):
 JobKind = Literal["pretrain", "source", "transfer", "baseline", "scratch"]
 
 
+class TunedSpec(Strict):
+    """Finetuning values for one task type that override `finetune` (what `tmx tune` writes)."""
+
+    lr: Annotated[float, Field(gt=0)] | None = None
+    weight_decay: Annotated[float, Field(ge=0)] | None = None
+
+
 class PretrainSpec(Strict):
     """The generic init: one model trained on a mixture of domains (the stand-in for ImageNet)."""
 
@@ -170,6 +177,7 @@ class Study(Strict):
     pretrain: PretrainSpec = PretrainSpec()
     source: TrainSpec = TrainSpec(steps=150)
     finetune: TrainSpec = TrainSpec(steps=60)
+    finetune_by_task: dict[TaskName, TunedSpec] = {}  # per task type, over `finetune`; `tmx tune` writes it
     # accelerator-hours one job of each kind takes, for `tmx plan`'s cost estimate before any run
     estimates: dict[JobKind, Annotated[float, Field(ge=0)]] = {}
     # what each job of a kind asks Ray for (default: 1 CPU, no GPU), e.g. {transfer: {num_cpus: 4, num_gpus: 0.5}}
@@ -204,6 +212,11 @@ class Study(Strict):
                     f"expected at least {largest}"
                 )
         return self
+
+    def finetune_for(self, task: str) -> dict[str, Any]:
+        """The finetuning schedule of `task`'s targets: `finetune`, with `finetune_by_task[task]` over it."""
+        tuned = self.finetune_by_task.get(task)
+        return self.finetune.model_dump() | (tuned.model_dump(exclude_none=True) if tuned else {})
 
     def dataset_tasks(self, ds: DatasetSpec | CatalogDatasetSpec) -> tuple[str, ...]:
         if ds.tasks is not None:
