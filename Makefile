@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+MMSTAMP := $(VENV)/.openmmlab
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install openmmlab clean
 
 install: $(STAMP)
 
@@ -16,6 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# the optional OpenMMLab backend (mmdet, mmseg on the shared backbone): builds mmcv with its ops once
+# (about 10 min on an idle machine; the wheel is cached in ~/.cache/transfer-matrix/wheels), then seconds.
+# `make test` runs its tests when it is installed and skips them otherwise.
+openmmlab: $(MMSTAMP)
+
+$(MMSTAMP): $(STAMP) tasks/openmmlab/install.py
+	$(BIN)/python -m tasks.openmmlab.install
+	touch $(MMSTAMP)
 
 demo: $(STAMP)
 	$(BIN)/tmx run configs/demo.yaml

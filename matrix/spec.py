@@ -24,10 +24,11 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError,
-                      field_validator, model_validator)  # fmt: skip
+                      ValidationInfo, field_validator, model_validator)  # fmt: skip
 
 from domains import domain_names
-from tasks import TASKS
+from tasks import TASKS, openmmlab
+from tasks.openmmlab import DEFAULT_DETECTOR, DEFAULT_SEGMENTOR
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -118,11 +119,34 @@ AnyDataset = Annotated[
 
 
 class ModelSpec(Strict):
-    """Choices inside the task models (see tasks/): which detector, which depth loss, what transfers."""
+    """Choices inside the task models (see tasks/): which detector, which depth loss, what transfers.
+
+    `backend: openmmlab` (the extra installed by `make openmmlab`; see
+    tasks/openmmlab/) builds detection and segmentation heads from mmdet and
+    mmseg configs named by `mm_detector` and `mm_segmentor` on the same shared
+    backbone; depth and keypoints stay native.
+    """
 
     detector: Literal["fcos", "retinanet", "faster_rcnn"] = "fcos"  # torchvision detector over the backbone + FPN
     depth_loss: Literal["log_l1", "scale_invariant"] = "log_l1"
     transfer_head: bool = False  # also move the head when task and label space match
+    backend: Literal["native", "openmmlab"] = "native"  # who builds detection and segmentation heads
+    mm_detector: str = DEFAULT_DETECTOR  # an mmdet config name (backend openmmlab), e.g. faster-rcnn_r50_fpn_1x_coco
+    mm_segmentor: str = DEFAULT_SEGMENTOR  # an mmseg config name (backend openmmlab), e.g. segformer_mit-b0_8xb2-...
+
+    @field_validator("backend")
+    @classmethod
+    def _extra_installed(cls, v: str) -> str:
+        if v == "openmmlab" and not openmmlab.available():
+            raise ValueError(f"{openmmlab.MISSING}; expected the extra installed for backend 'openmmlab', or 'native'")
+        return v
+
+    @field_validator("mm_detector", "mm_segmentor")
+    @classmethod
+    def _config_exists(cls, v: str, info: ValidationInfo) -> str:
+        if info.data.get("backend") == "openmmlab":  # only then are the configs there (and used)
+            openmmlab.check_config("mmdet" if info.field_name == "mm_detector" else "mmseg", v)
+        return v
 
 
 class ResourceSpec(Strict):

@@ -20,6 +20,7 @@ from domains import DatasetInfo
 from tasks.base import TASKS, Batch, Task
 from tasks.coco import CocoAP
 from tasks.model import MEAN, STD
+from tasks.openmmlab import DEFAULT_DETECTOR, delegate
 
 DETECTORS = ("fcos", "retinanet", "faster_rcnn")
 
@@ -139,27 +140,38 @@ class Detection(Task):
     labels = ("boxes", "labels")
     primary_metric = "ap"
     higher_is_better = True
-    OPTIONS = ("detector",)
+    OPTIONS = ("detector", "backend", "mm_detector")
 
-    def __init__(self, detector: Literal["fcos", "retinanet", "faster_rcnn"] = "fcos") -> None:
+    def __init__(self, detector: Literal["fcos", "retinanet", "faster_rcnn"] = "fcos",
+                 backend: Literal["native", "openmmlab"] = "native", mm_detector: str = DEFAULT_DETECTOR) -> None:  # fmt: skip
+        """`detector` picks the torchvision detector; `backend="openmmlab"` the mmdet config `mm_detector` instead."""
         if detector not in DETECTORS:
             raise ValueError(f"unknown detector {detector!r}; expected one of: {', '.join(DETECTORS)}")
         self.detector = detector
+        self.mm = delegate("detection", backend, mm_detector)  # None: native (tasks/openmmlab/detection.py)
 
     def build_head(self, neck: nn.Module, info: DatasetInfo) -> nn.Module:
+        if self.mm is not None:
+            return self.mm.build_head(neck, info)
         if not info.things:
             raise ValueError(f"dataset {info.name!r} has no object classes (things) to detect")
         return DetectorHead(build_detector(self.detector, neck, len(info.things) + 1, info.image_size))
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        if self.mm is not None:
+            return self.mm.loss(model, batch)
         losses = model.head(list(batch["image"]), instance_targets(batch))
         return sum(losses.values())
 
     def predict(self, model: nn.Module, batch: Batch) -> list[dict[str, torch.Tensor]]:
+        if self.mm is not None:
+            return self.mm.predict(model, batch)
         return from_torchvision(model.head(list(batch["image"])))
 
     def metric(self, info: DatasetInfo) -> CocoAP:
         return CocoAP("bbox", info.things)
 
     def label_space(self, info: DatasetInfo) -> tuple[str, ...]:
+        if self.mm is not None:  # names the backend and config: heads never move across backends
+            return self.mm.label_space(info)
         return (f"detector={self.detector}", *info.things)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,6 +11,7 @@ from torch import nn
 from domains import IGNORE, DatasetInfo
 from tasks.base import TASKS, Batch, DenseTask
 from tasks.heads import DenseHead
+from tasks.openmmlab import DEFAULT_SEGMENTOR, delegate
 
 
 class MeanIoU:
@@ -45,9 +48,27 @@ class Segmentation(DenseTask):
     labels = ("segmentation",)
     primary_metric = "miou"
     higher_is_better = True
+    OPTIONS = ("backend", "mm_segmentor")
+
+    def __init__(self, backend: Literal["native", "openmmlab"] = "native", mm_segmentor: str = DEFAULT_SEGMENTOR) -> None:
+        """The native dense head, or with `backend="openmmlab"` the mmseg config `mm_segmentor`."""
+        self.mm = delegate("segmentation", backend, mm_segmentor)  # None: native (tasks/openmmlab/segmentation.py)
 
     def build_head(self, neck: nn.Module, info: DatasetInfo) -> nn.Module:
+        if self.mm is not None:
+            return self.mm.build_head(neck, info)
         return DenseHead(neck.out_channels, len(info.classes))
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return self.mm.loss(model, batch) if self.mm is not None else super().loss(model, batch)
+
+    def predict(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return self.mm.predict(model, batch) if self.mm is not None else super().predict(model, batch)
+
+    def label_space(self, info: DatasetInfo) -> tuple[str, ...]:
+        if self.mm is not None:  # names the backend and config: heads never move across backends
+            return self.mm.label_space(info)
+        return info.classes
 
     def criterion(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
         return F.cross_entropy(output, batch["segmentation"], ignore_index=IGNORE)

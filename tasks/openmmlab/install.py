@@ -8,9 +8,12 @@ becomes `-std=c++20` (torch 2.14's headers need C++20), with `setuptools<81`
 and `--no-build-isolation` (the build must see the installed torch), and
 MMCV_WITH_OPS=1, FORCE_CUDA=0 where there is no GPU, MAX_JOBS = the CPU count.
 The built wheel is cached outside the repository, keyed by the mmcv, torch and
-Python versions ($TMX_WHEEL_CACHE, default ~/.cache/transfer-matrix/wheels),
-so a second install takes seconds. Then mmengine, mmdet 3.3.0,
-mmsegmentation 1.2.2, ftfy and regex install from the package index.
+Python versions and, for a build with CUDA ops, torch's CUDA version
+($TMX_WHEEL_CACHE, default ~/.cache/transfer-matrix/wheels), so a second
+install takes seconds. Then the pure-Python packages listed in pyproject.toml's
+`openmmlab` extra (mmengine, mmdet 3.3.0, mmsegmentation 1.2.2, ftfy, regex)
+install from the package index, and a fresh interpreter checks that mmcv's
+compiled ops and both libraries import.
 """
 
 from __future__ import annotations
@@ -22,10 +25,21 @@ import sys
 import tarfile
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 MMCV = "2.1.0"
-PACKAGES = ["mmengine==0.10.7", "mmdet==3.3.0", "mmsegmentation==1.2.2", "ftfy", "regex"]
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+
+
+def packages() -> list[str]:
+    """The pure-Python pins: pyproject.toml's `openmmlab` optional dependencies (one list for docs and recipe)."""
+    try:
+        project = tomllib.loads(PYPROJECT.read_text())["project"]
+        return list(project["optional-dependencies"]["openmmlab"])
+    except (OSError, KeyError) as e:
+        raise RuntimeError(f"{PYPROJECT}: no [project.optional-dependencies] openmmlab list ({e!r}); run the "
+                           f"recipe from a checkout of the repository") from None  # fmt: skip
 
 
 def wheel_cache() -> Path:
@@ -33,7 +47,8 @@ def wheel_cache() -> Path:
 
     root = Path(os.environ.get("TMX_WHEEL_CACHE", Path.home() / ".cache" / "transfer-matrix" / "wheels"))
     torch_version = torch.__version__.split("+")[0]
-    return root / f"mmcv-{MMCV}-torch{torch_version}-py{sys.version_info.major}{sys.version_info.minor}"
+    cuda = f"-cu{torch.version.cuda.replace('.', '')}" if torch.cuda.is_available() else ""  # ops built for CUDA
+    return root / f"mmcv-{MMCV}-torch{torch_version}-py{sys.version_info.major}{sys.version_info.minor}{cuda}"
 
 
 def pip(*args: str, env: dict[str, str] | None = None) -> None:
@@ -72,14 +87,22 @@ def build_mmcv(out: Path) -> Path:
         return target
 
 
+CHECK = "import mmcv.ops, mmdet.models, mmseg.models; mmcv.ops.nms"  # the compiled ops load, both libraries import
+
+
 def main() -> None:
+    pins = packages()
     cache = wheel_cache()
     wheels = sorted(cache.glob("mmcv-*.whl"))
     wheel = wheels[-1] if wheels else build_mmcv(cache)
     if wheels:
         print(f"using the cached {wheel}")
-    pip("install", "--quiet", str(wheel), *PACKAGES)
-    print("OpenMMLab extra installed: mmcv", MMCV, "+", ", ".join(PACKAGES))
+    pip("install", "--quiet", str(wheel), *pins)
+    done = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SystemExit(f"the OpenMMLab extra installed but does not import: {last}; remove {cache} to rebuild mmcv")
+    print("OpenMMLab extra installed: mmcv", MMCV, "+", ", ".join(pins))
 
 
 if __name__ == "__main__":
