@@ -5,7 +5,9 @@
     by a bare loop (zero_grad, loss, backward, clip, step), alternating five
     times; prints steps/s of each and their ratio (target >= 0.95).
 (b) Seconds per training step of every task type (and detector) on the tiny
-    backbone at 64 and 128 px, batch 8, on this machine's CPU threads.
+    backbone at 64 and 128 px, batch 8, on this machine's CPU threads; with
+    the OpenMMLab extra installed (`make openmmlab`), the mm models tested
+    here too, with their parameter counts beside the native ones.
 """
 
 from __future__ import annotations
@@ -26,6 +28,22 @@ from tasks.train import LossCurve, Schedule, _lr_factor, materialize, select, tr
 
 VARIANTS = [("segmentation", {}), ("depth", {}), ("detection", {"detector": "fcos"}),
             ("detection", {"detector": "retinanet"}), ("detection", {"detector": "faster_rcnn"}), ("keypoints", {})]  # fmt: skip
+MM_VARIANTS = [("detection", {"backend": "openmmlab", "mm_detector": c}) for c in
+               ("retinanet_r50_fpn_1x_coco", "fcos_r50-caffe_fpn_gn-head_1x_coco", "faster-rcnn_r50_fpn_1x_coco")] + [
+              ("segmentation", {"backend": "openmmlab", "mm_segmentor": c}) for c in
+               ("fcn_r50-d8_4xb2-40k_cityscapes-512x1024", "segformer_mit-b0_8xb2-160k_ade20k-512x512")]  # fmt: skip
+
+
+def variants() -> list[tuple[str, dict]]:
+    from tasks import openmmlab
+
+    return VARIANTS + (MM_VARIANTS if openmmlab.available() else [])
+
+
+def label(task_name: str, options: dict) -> str:
+    if options.get("backend") == "openmmlab":
+        return "mm " + (options.get("mm_detector") or options.get("mm_segmentor")).split("_")[0]
+    return task_name + (f" ({options['detector']})" if options else "")
 
 
 def plain_loop(model, task, data, sched: Schedule, seed: int) -> None:
@@ -70,8 +88,8 @@ def loop_ratio(task_name: str = "segmentation", size: int = 64, steps: int = 30,
 
 def step_times(sizes=(64, 128), steps: int = 6, batch: int = 8) -> None:
     print(f"(b) seconds per training step, batch {batch}, test_resnet, {torch.get_num_threads()} CPU threads")
-    print(f"    {'task':<26}" + "".join(f"{s:>8}px" for s in sizes))
-    for task_name, options in VARIANTS:
+    print(f"    {'task':<26}" + "".join(f"{s:>8}px" for s in sizes) + "   head params")
+    for task_name, options in variants():
         row = []
         for size in sizes:
             ds = SyntheticDataset("bench", "driving", "train", 32, size)
@@ -81,8 +99,8 @@ def step_times(sizes=(64, 128), steps: int = 6, batch: int = 8) -> None:
             t0 = time.perf_counter()
             train(model, task, data, Schedule(steps=steps, batch_size=batch), seed=0)
             row.append((time.perf_counter() - t0) / steps)
-        label = task_name + (f" ({options['detector']})" if options else "")
-        print(f"    {label:<26}" + "".join(f"{t:>10.3f}" for t in row))
+        params = sum(p.numel() for p in model.head.parameters()) / 1e6
+        print(f"    {label(task_name, options):<26}" + "".join(f"{t:>10.3f}" for t in row) + f"{params:>12.2f}M")
         assert all(math.isfinite(t) for t in row)
 
 

@@ -227,7 +227,7 @@ def export(study_file: str, tracking_uri: str | None, output: str) -> None:
 @uri_opt
 @click.option("--json", "as_json", is_flag=True, help="Print {kinds: [...], failed: [...]} as JSON")
 def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
-    """Jobs done, running, failed and pending per kind, read from the tracking store; failed jobs with reasons."""
+    """Jobs done, running, failed, skipped and pending per kind, from the tracking store; failed and skipped ones with reasons."""
     from rich.console import Console
     from rich.table import Table
 
@@ -254,7 +254,7 @@ def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
     console = Console()
     console.print(table)
     for f in failed:
-        console.print(f"failed: {f['name']} ({f['job_key']}): {f['error']}", highlight=False)
+        console.print(f"{f['state']}: {f['name']} ({f['job_key']}): {f['error']}", highlight=False)
 
 
 @main.command()

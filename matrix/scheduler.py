@@ -144,7 +144,9 @@ def _run_on_ray(todo: list[Job], done: dict[str, JobResult], store: CheckpointSt
                 ref = remote.options(name=job.name[:100], **asks).remote(job, upstream, store)
                 refs[job.key] = ref
                 pending[ref] = (job, time.time())
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            ready, rest = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            if ready and rest:  # and whatever else has ended meanwhile, without waiting
+                ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
             if starts.qsize():
                 for key, started in starts.get_nowait_batch(starts.qsize()):
                     ledger.started(by_key[key], started)
@@ -179,6 +181,7 @@ class _Ledger:
     def __init__(self, todo: list[Job], tracker: Tracker, summary: RunSummary, console: Console) -> None:
         self.tracker, self.summary, self.console = tracker, summary, console
         self.failed_keys: set[str] = set()
+        self.names = {job.key: job.name for job in todo}
         self.total, self.ended = len(todo), 0
         totals = Counter(job.kind for job in todo)
         columns = (TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -204,7 +207,9 @@ class _Ledger:
     def failed(self, job: Job, error: BaseException | None, started: float) -> None:
         """`job` raised `error`; or, when its upstream failed, it was never run (skipped)."""
         if job.upstream in self.failed_keys:
-            self.summary.skipped[job.name] = f"upstream {job.upstream} failed"
+            reason = f"skipped: its upstream {self.names.get(job.upstream, job.upstream)} failed"
+            self.tracker.record_skipped(job, reason, time.time())
+            self.summary.skipped[job.name] = reason
             self._advance(job, "skipped")
         else:
             reason = _reason(error)

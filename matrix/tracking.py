@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import closing
 from pathlib import Path
 
 from matrix.jobs import JobResult
@@ -22,6 +23,16 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 def default_tracking_uri(out: Path) -> str:
     """The study's own sqlite store: OUT/mlflow.db."""
     return f"sqlite:///{(out / 'mlflow.db').resolve()}"
+
+
+def _write_ahead_log(path: str) -> None:
+    """Put the sqlite store in write-ahead-log mode (it stays so): commits cost less, and readers (`tmx status`,
+    `tmx ui`) never block the driver's writes, nor it theirs."""
+    import sqlite3
+
+    with closing(sqlite3.connect(path, timeout=30)) as db:
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
 
 
 def _ms(t: float) -> int:
@@ -36,7 +47,9 @@ class Tracker:
         self.uri, self.study = uri, study
         self._open: dict[str, str] = {}  # job key -> its RUNNING run
         self.client = MlflowClient(tracking_uri=uri)
-        exp = self.client.get_experiment_by_name(study)
+        exp = self.client.get_experiment_by_name(study)  # creates a new store's tables
+        if uri.startswith("sqlite:///"):
+            _write_ahead_log(uri.removeprefix("sqlite:///"))
         if exp is not None:
             self.experiment_id = exp.experiment_id
         elif not create:  # read-only use (plan, status) of a study with no runs yet
@@ -139,6 +152,14 @@ class Tracker:
         run_id = self._run_for(job, started, {"error": error[:5000]})
         self.client.set_tag(run_id, "error", error[:5000])
         self.client.set_terminated(run_id, "FAILED", end_time=_ms(ended))
+        return run_id
+
+    def record_skipped(self, job: Job, reason: str, when: float) -> str:
+        """Log a job that was not run because its upstream failed: a KILLED run whose `error` tag says why.
+
+        It is no result: the next `tmx run` runs the job again (after its upstream)."""
+        run_id = self._run_for(job, when, {"error": reason[:5000], "skipped": "true"})
+        self.client.set_terminated(run_id, "KILLED", end_time=_ms(when))
         return run_id
 
     @staticmethod

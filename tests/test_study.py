@@ -170,17 +170,21 @@ def test_failing_jobs_are_recorded_and_their_dependants_skipped(tmp_path):
     runs, _ = _runs(tmp_path)
     kinds = Counter((r.data.tags["kind"], r.info.status) for r in runs)
     assert kinds == {("pretrain", "FINISHED"): 1, ("baseline", "FINISHED"): 4, ("scratch", "FINISHED"): 4,
-                     ("source", "FAILED"): 4}
+                     ("source", "FAILED"): 4, ("transfer", "KILLED"): 12}  # fmt: skip
     assert all("NonFiniteLossError" in r.data.tags["error"] for r in runs if r.info.status == "FAILED")
+    skipped = [r for r in runs if r.info.status == "KILLED"]  # recorded, with the failed source named
+    assert all(r.data.tags["error"] == f"skipped: its upstream source {r.data.tags['source_dataset']}/"
+               f"{r.data.tags['source_task']} failed" for r in skipped)  # fmt: skip
 
     status = run_tmx("status", "tiny.yaml", "--json", cwd=tmp_path, env=env)
     assert status.returncode == 0, status.stderr
     state = json.loads(status.stdout)
     kinds = {row.pop("kind"): row for row in state["kinds"]}
-    assert kinds["source"] == {"planned": 4, "done": 0, "running": 0, "failed": 4, "pending": 0}
-    assert kinds["transfer"] == {"planned": 12, "done": 0, "running": 0, "failed": 0, "pending": 12}
+    assert kinds["source"] == {"planned": 4, "done": 0, "running": 0, "failed": 4, "skipped": 0, "pending": 0}
+    assert kinds["transfer"] == {"planned": 12, "done": 0, "running": 0, "failed": 0, "skipped": 12, "pending": 0}
     assert kinds["baseline"]["done"] == kinds["scratch"]["done"] == kinds["pretrain"]["done"] + 3 == 4
-    assert len(state["failed"]) == 4 and all("NonFiniteLossError" in f["error"] for f in state["failed"])
+    assert Counter(f["state"] for f in state["failed"]) == {"failed": 4, "skipped": 12}
+    assert all("NonFiniteLossError" in f["error"] for f in state["failed"] if f["state"] == "failed")
     table = run_tmx("status", "tiny.yaml", cwd=tmp_path, env=env)
     assert table.returncode == 0 and "failed: source a/segmentation" in table.stdout
 
@@ -223,7 +227,7 @@ def test_run_against_a_tracking_server(tmp_path):
         assert again.returncode == 0 and "No job launched" in again.stdout
         status = run_tmx("status", "tiny.yaml", "--tracking-uri", uri, "--json", cwd=tmp_path, env=env)
         assert json.loads(status.stdout)["kinds"][-1] == {"kind": "total", "planned": 9, "done": 9, "running": 0,
-                                                          "failed": 0, "pending": 0}  # fmt: skip
+                                                          "failed": 0, "skipped": 0, "pending": 0}  # fmt: skip
         report = run_tmx("report", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
         assert report.returncode == 0, report.stderr[-3000:]
         assert (tmp_path / "outputs" / "tiny" / "report.html").exists()
