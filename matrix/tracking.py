@@ -13,6 +13,8 @@ import json
 import os
 from contextlib import closing
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from matrix.jobs import JobResult
 from matrix.plan import Job
@@ -46,6 +48,7 @@ class Tracker:
 
         self.uri, self.study = uri, study
         self._open: dict[str, str] = {}  # job key -> its RUNNING run
+        self._artifacts: dict[str, str] = {}  # run id -> its artifact URI
         self.client = MlflowClient(tracking_uri=uri)
         exp = self.client.get_experiment_by_name(study)  # creates a new store's tables
         if uri.startswith("sqlite:///"):
@@ -106,8 +109,25 @@ class Tracker:
         """Open `job`'s run as RUNNING when a worker starts it (`tmx status` counts it as running)."""
         if job.key not in self._open:
             tags = job.tags(self.study) | {"mlflow.runName": job.name, "mlflow.parentRunId": self.parent_id}
-            self._open[job.key] = self.client.create_run(self.experiment_id, start_time=_ms(started), tags=tags).info.run_id
+            self._open[job.key] = self._create(started, tags)
         return self._open[job.key]
+
+    def _create(self, started: float, tags: dict[str, str]) -> str:
+        info = self.client.create_run(self.experiment_id, start_time=_ms(started), tags=tags).info
+        self._artifacts[info.run_id] = info.artifact_uri
+        return info.run_id
+
+    def _log_json(self, run_id: str, data: object, name: str) -> None:
+        """`data` as the run's artifact `name`: written straight into a local artifact folder (what MLflow's
+        local artifact repository does, without its lookups), else through the client (a server, an object store)."""
+        text = json.dumps(data, indent=1)
+        uri = urlparse(self._artifacts.pop(run_id, "") or "")
+        if uri.scheme == "file" and not uri.netloc:
+            folder = Path(url2pathname(uri.path))
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
+        else:
+            self.client.log_text(run_id, text, name)
 
     def close_stale(self) -> int:
         """Mark runs left RUNNING by a driver that was stopped (killed, interrupted) as KILLED; returns how many."""
@@ -122,7 +142,7 @@ class Tracker:
         run_id = self._open.pop(job.key, None)
         if run_id is None:
             tags = job.tags(self.study) | {"mlflow.runName": job.name, "mlflow.parentRunId": self.parent_id} | tags
-            return self.client.create_run(self.experiment_id, start_time=_ms(started), tags=tags).info.run_id
+            return self._create(started, tags)
         return run_id
 
     def record(self, job: Job, result: JobResult) -> str:
@@ -142,9 +162,9 @@ class Tracker:
         params = [Param(k, str(v)) for k, v in self._params(job).items()]
         self.client.log_batch(run_id, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
         if job.upstream is not None:
-            moved = {"moved": result.moved, "skipped": result.skipped}
-            self.client.log_text(run_id, json.dumps(moved, indent=1), "transfer.json")
+            self._log_json(run_id, {"moved": result.moved, "skipped": result.skipped}, "transfer.json")
         self.client.set_terminated(run_id, "FINISHED", end_time=end)
+        self._artifacts.pop(run_id, None)
         return run_id
 
     def record_failure(self, job: Job, error: str, started: float, ended: float) -> str:
@@ -152,6 +172,7 @@ class Tracker:
         run_id = self._run_for(job, started, {"error": error[:5000]})
         self.client.set_tag(run_id, "error", error[:5000])
         self.client.set_terminated(run_id, "FAILED", end_time=_ms(ended))
+        self._artifacts.pop(run_id, None)
         return run_id
 
     def record_skipped(self, job: Job, reason: str, when: float) -> str:
@@ -160,6 +181,7 @@ class Tracker:
         It is no result: the next `tmx run` runs the job again (after its upstream)."""
         run_id = self._run_for(job, when, {"error": reason[:5000], "skipped": "true"})
         self.client.set_terminated(run_id, "KILLED", end_time=_ms(when))
+        self._artifacts.pop(run_id, None)
         return run_id
 
     @staticmethod
