@@ -15,7 +15,8 @@ from analysis.load import load_runs
 from analysis.report import analyse
 
 
-def planted_study(name: str, fraction: float, seeds: list[int], data_seed: int = 0, pairs: int = 3) -> str:
+def planted_study(name: str, fraction: float, seeds: list[int], data_seed: int = 0, pairs: int = 3,
+                  source_steps: int = 80) -> str:
     lines = [f"name: {name}", "image_size: 32", "init: scratch", "tasks: [segmentation]", "datasets:"]
     for t in range(2):
         lines.append(f"  - {{name: target{t}, domain: driving, role: target, train: 16, val: 32, seed: {data_seed}}}")
@@ -23,14 +24,15 @@ def planted_study(name: str, fraction: float, seeds: list[int], data_seed: int =
         lines.append(f"  - {{name: near{i}, domain: driving, role: source, train: 96, seed: {data_seed}}}")
         lines.append(f"  - {{name: far{i}, domain: driving, role: source, train: 96, seed: {data_seed}, "
                      f"blend: {{domain: underwater, fraction: {fraction}}}}}")  # fmt: skip
-    lines += ["target_sizes: [16]", f"seeds: {seeds}", "source: {steps: 80, lr: 2.0e-3}",
+    lines += ["target_sizes: [16]", f"seeds: {seeds}", f"source: {{steps: {source_steps}, lr: 2.0e-3}}",
               "finetune: {steps: 30, batch_size: 8}"]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
-def domain_factor(tmp_path, name: str, fraction: float, seeds: list[int], data_seed: int = 0, pairs: int = 3):
+def domain_factor(tmp_path, name: str, fraction: float, seeds: list[int], data_seed: int = 0, pairs: int = 3,
+                  source_steps: int = 80):
     """Run the study with `tmx run` (local Ray, sqlite MLflow) and return its same-domain factor row."""
-    (tmp_path / f"{name}.yaml").write_text(planted_study(name, fraction, seeds, data_seed, pairs))
+    (tmp_path / f"{name}.yaml").write_text(planted_study(name, fraction, seeds, data_seed, pairs, source_steps))
     result = run_tmx("run", f"{name}.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = load_runs(f"sqlite:///{tmp_path / 'outputs' / name / 'mlflow.db'}", name)
@@ -49,7 +51,8 @@ def test_planted_domain_distance_is_recovered(tmp_path):
 def test_nothing_planted_nothing_found_in_most_repetitions(tmp_path):
     ps = []
     for data_seed in (1, 2, 3):  # 2 targets x (2 plain + 2 blended-by-0 sources): 4 vs 4 transfers
-        row = domain_factor(tmp_path, f"null{data_seed}", 0.0, [0], data_seed, pairs=2)
+        # the two groups are exchangeable whatever the sources learn: shorter source training serves as well
+        row = domain_factor(tmp_path, f"null{data_seed}", 0.0, [0], data_seed, pairs=2, source_steps=40)
         assert row["n_yes"] == row["n_no"] == 4
         ps.append(row["mwu_p"])
     assert sum(p < 0.05 for p in ps) <= 1, ps
