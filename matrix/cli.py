@@ -227,7 +227,7 @@ def export(study_file: str, tracking_uri: str | None, output: str) -> None:
 @uri_opt
 @click.option("--json", "as_json", is_flag=True, help="Print {kinds: [...], failed: [...]} as JSON")
 def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
-    """Jobs done, running, failed, skipped and pending per kind, from the tracking store; failed and skipped ones with reasons."""
+    """Jobs done, running, failed, skipped and pending per kind, from the tracking store, with reasons."""
     from rich.console import Console
     from rich.table import Table
 

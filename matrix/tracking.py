@@ -28,8 +28,9 @@ def default_tracking_uri(out: Path) -> str:
 
 
 def _write_ahead_log(path: str) -> None:
-    """Put the sqlite store in write-ahead-log mode (it stays so): commits cost less, and readers (`tmx status`,
-    `tmx ui`) never block the driver's writes, nor it theirs."""
+    """Put the sqlite store in write-ahead-log mode (it stays so): readers (`tmx status`, `tmx ui`, `tmx report`)
+    never block the driver's writes, nor it theirs. The store must then be on a local disk (a cluster uses an MLflow
+    server instead)."""
     import sqlite3
 
     with closing(sqlite3.connect(path, timeout=30)) as db:
