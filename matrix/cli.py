@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -254,7 +255,11 @@ def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
     console = Console()
     console.print(table)
     for f in failed:
-        console.print(f"{f['state']}: {f['name']} ({f['job_key']}): {f['error']}", highlight=False)
+        if f["state"] == "failed":
+            console.print(f"failed: {f['name']} ({f['job_key']}): {f['error']}", highlight=False)
+    skipped = Counter(f["error"] for f in failed if f["state"] == "skipped")  # one line per failed upstream
+    for reason, n in skipped.items():
+        console.print(f"{n} job{'s' * (n > 1)} {reason}", highlight=False)
 
 
 @main.command()

@@ -187,6 +187,7 @@ def test_failing_jobs_are_recorded_and_their_dependants_skipped(tmp_path):
     assert all("NonFiniteLossError" in f["error"] for f in state["failed"] if f["state"] == "failed")
     table = run_tmx("status", "tiny.yaml", cwd=tmp_path, env=env)
     assert table.returncode == 0 and "failed: source a/segmentation" in table.stdout
+    assert "3 jobs skipped: its upstream source a/segmentation failed" in table.stdout  # one line per upstream
 
 
 def test_run_against_a_tracking_server(tmp_path):
