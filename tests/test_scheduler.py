@@ -37,9 +37,23 @@ def test_a_kind_asking_for_two_cpus_runs_alone_on_a_two_cpu_cluster(tmp_path):
     assert [j.kind for j in jobs].count("transfer") == 2 and [j.kind for j in jobs].count("source") == 2
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "res", artifact_root=tmp_path / "art")
     resources = {kind: r.model_dump() for kind, r in study.resources.items()}
+    running, stop = set(), threading.Event()
+
+    def watch() -> None:  # what `tmx status` reads while the study runs
+        client = Tracker(tracker.uri, "res", create=False).client
+        while not stop.is_set():
+            query = "attributes.status = 'RUNNING' and tags.kind != 'study'"
+            running.update(r.data.tags["kind"] for r in client.search_runs([tracker.experiment_id], query))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     summary = run_jobs(jobs, tracker, CheckpointStore(tmp_path / "ck"), max_parallel=2, fn=sleeper,
                        resources=resources, console=Console(file=open(os.devnull, "w")))  # fmt: skip
+    stop.set()
+    watcher.join()
     assert sum(summary.finished.values()) == len(jobs) and not summary.failed
+    assert {"source", "transfer"} <= running  # opened RUNNING from the workers' start messages, while they ran
     spans = {}
     for run in tracker.runs("FINISHED"):
         if run.data.tags.get("kind") in ("source", "transfer"):
