@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from matrix.jobs import CheckpointStore, JobResult, execute
 from matrix.plan import KINDS, Job
+from matrix.status import SKIPPED
 from matrix.tracking import Tracker
 
 
@@ -207,7 +208,7 @@ class _Ledger:
     def failed(self, job: Job, error: BaseException | None, started: float) -> None:
         """`job` raised `error`; or, when its upstream failed, it was never run (skipped)."""
         if job.upstream in self.failed_keys:
-            reason = f"skipped: its upstream {self.names.get(job.upstream, job.upstream)} failed"
+            reason = f"{SKIPPED}its upstream {self.names.get(job.upstream, job.upstream)} failed"
             self.tracker.record_skipped(job, reason, time.time())
             self.summary.skipped[job.name] = reason
             self._advance(job, "skipped")

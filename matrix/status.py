@@ -17,6 +17,7 @@ from collections import Counter
 from matrix.plan import KINDS, Job
 
 FIELDS = ("planned", "done", "running", "failed", "skipped", "pending")
+SKIPPED = "skipped: "  # how the `error` of a skipped job's KILLED run begins (matrix.scheduler writes it)
 
 
 def study_status(jobs: list[Job], runs: list[tuple[str, str, str | None, int]]) -> tuple[list[dict], list[dict]]:
@@ -43,7 +44,7 @@ def study_status(jobs: list[Job], runs: list[tuple[str, str, str | None, int]]) 
             c["failed"] += 1
             failed.append({"kind": job.kind, "name": job.name, "job_key": job.key, "state": "failed",
                            "error": latest[job.key][2] or ""})  # fmt: skip
-        elif job.key in latest and latest[job.key][1] == "KILLED" and (latest[job.key][2] or "").startswith("skipped"):
+        elif job.key in latest and latest[job.key][1] == "KILLED" and (latest[job.key][2] or "").startswith(SKIPPED):
             c["skipped"] += 1
             failed.append({"kind": job.kind, "name": job.name, "job_key": job.key, "state": "skipped",
                            "error": latest[job.key][2]})  # fmt: skip

@@ -49,19 +49,19 @@ class Tracker:
 
         self.uri, self.study = uri, study
         self._open: dict[str, str] = {}  # job key -> its RUNNING run
-        self._artifacts: dict[str, str] = {}  # run id -> its artifact URI
         self.client = MlflowClient(tracking_uri=uri)
         exp = self.client.get_experiment_by_name(study)  # creates a new store's tables
         if uri.startswith("sqlite:///"):
             _write_ahead_log(uri.removeprefix("sqlite:///"))
-        if exp is not None:
-            self.experiment_id = exp.experiment_id
-        elif not create:  # read-only use (plan, status) of a study with no runs yet
-            self.experiment_id = self.parent_id = None
+        if exp is None and not create:  # read-only use (plan, status) of a study with no runs yet
+            self.experiment_id = self.parent_id = self._local_artifacts = None
             return
-        else:
+        if exp is None:
             location = artifact_root.resolve().as_uri() if artifact_root is not None else None
-            self.experiment_id = self.client.create_experiment(study, artifact_location=location)
+            exp = self.client.get_experiment(self.client.create_experiment(study, artifact_location=location))
+        self.experiment_id = exp.experiment_id
+        where = urlparse(exp.artifact_location)  # a local folder, or a server's or object store's URI
+        self._local_artifacts = Path(url2pathname(where.path)) if where.scheme == "file" and not where.netloc else None
         self.parent_id = self._parent_run()
 
     def _parent_run(self) -> str:
@@ -114,17 +114,15 @@ class Tracker:
         return self._open[job.key]
 
     def _create(self, started: float, tags: dict[str, str]) -> str:
-        info = self.client.create_run(self.experiment_id, start_time=_ms(started), tags=tags).info
-        self._artifacts[info.run_id] = info.artifact_uri
-        return info.run_id
+        return self.client.create_run(self.experiment_id, start_time=_ms(started), tags=tags).info.run_id
 
     def _log_json(self, run_id: str, data: object, name: str) -> None:
-        """`data` as the run's artifact `name`: written straight into a local artifact folder (what MLflow's
-        local artifact repository does, without its lookups), else through the client (a server, an object store)."""
+        """`data` as the run's artifact `name`: written straight into the run's folder under a local artifact
+        location (EXPERIMENT_LOCATION/RUN_ID/artifacts, MLflow's layout, without its lookups), else through the
+        client (a server, an object store)."""
         text = json.dumps(data, indent=1)
-        uri = urlparse(self._artifacts.pop(run_id, "") or "")
-        if uri.scheme == "file" and not uri.netloc:
-            folder = Path(url2pathname(uri.path))
+        if self._local_artifacts is not None:
+            folder = self._local_artifacts / run_id / "artifacts"
             folder.mkdir(parents=True, exist_ok=True)
             (folder / name).write_text(text)
         else:
@@ -165,7 +163,6 @@ class Tracker:
         if job.upstream is not None:
             self._log_json(run_id, {"moved": result.moved, "skipped": result.skipped}, "transfer.json")
         self.client.set_terminated(run_id, "FINISHED", end_time=end)
-        self._artifacts.pop(run_id, None)
         return run_id
 
     def record_failure(self, job: Job, error: str, started: float, ended: float) -> str:
@@ -173,16 +170,14 @@ class Tracker:
         run_id = self._run_for(job, started, {"error": error[:5000]})
         self.client.set_tag(run_id, "error", error[:5000])
         self.client.set_terminated(run_id, "FAILED", end_time=_ms(ended))
-        self._artifacts.pop(run_id, None)
         return run_id
 
     def record_skipped(self, job: Job, reason: str, when: float) -> str:
         """Log a job that was not run because its upstream failed: a KILLED run whose `error` tag says why.
 
         It is no result: the next `tmx run` runs the job again (after its upstream)."""
-        run_id = self._run_for(job, when, {"error": reason[:5000], "skipped": "true"})
+        run_id = self._run_for(job, when, {"error": reason[:5000]})
         self.client.set_terminated(run_id, "KILLED", end_time=_ms(when))
-        self._artifacts.pop(run_id, None)
         return run_id
 
     @staticmethod
