@@ -53,7 +53,9 @@ def test_a_kind_asking_for_two_cpus_runs_alone_on_a_two_cpu_cluster(tmp_path):
     stop.set()
     watcher.join()
     assert sum(summary.finished.values()) == len(jobs) and not summary.failed
-    assert {"source", "transfer"} <= running  # opened RUNNING from the workers' start messages, while they ran
+    # opened RUNNING from the workers' start messages while they ran (the 4 s sources: the driver reads the
+    # messages at least once a second, so a 1 s job may start and end between two reads)
+    assert "source" in running
     spans = {}
     for run in tracker.runs("FINISHED"):
         if run.data.tags.get("kind") in ("source", "transfer"):
