@@ -15,6 +15,8 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import click
@@ -141,11 +143,15 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
     study.out.mkdir(parents=True, exist_ok=True)
     uri = _tracking_uri(study, tracking_uri)
     local_store = uri.startswith(("sqlite:", "file:", "/"))  # a server decides where artifacts go
-    tracker = Tracker(uri, study.name, artifact_root=study.out / "mlartifacts" if local_store else None)
+    open_tracker = partial(Tracker, uri, study.name, artifact_root=study.out / "mlartifacts" if local_store else None)
     store = CheckpointStore(storage or study.out / "checkpoints")
+    resources = {kind: r.model_dump() for kind, r in study.resources.items()}
     try:
-        resources = {kind: r.model_dump() for kind, r in study.resources.items()}
-        summary = run_jobs(jobs, tracker, store, address, max_parallel, in_process=in_process, resources=resources)
+        with ThreadPoolExecutor(1) as pool:
+            # a new sqlite store takes seconds to create (MLflow's schema migrations): Ray starts meanwhile
+            new = uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists()
+            tracker = pool.submit(open_tracker) if new and not in_process else open_tracker()
+            summary = run_jobs(jobs, tracker, store, address, max_parallel, in_process=in_process, resources=resources)
     except KeyboardInterrupt:
         _fail(f"interrupted: finished jobs are recorded in {uri}; run `tmx run {study_file}` again to go on", 130)
     if summary.launched == 0:

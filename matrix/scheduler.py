@@ -16,6 +16,7 @@ import secrets
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -60,7 +61,7 @@ def _local_auth_token() -> None:
 
 def run_jobs(
     jobs: list[Job],
-    tracker: Tracker,
+    tracker: Tracker | Future[Tracker],
     store: CheckpointStore,
     address: str | None = None,
     max_parallel: int | None = None,
@@ -71,6 +72,8 @@ def run_jobs(
 ) -> RunSummary:
     """Run every job of `jobs` (topologically ordered) that has no FINISHED run yet.
 
+    `tracker` may still be opening (a Future: a new study's MLflow store takes
+    seconds to create); Ray then starts meanwhile rather than after it.
     `in_process=True` runs them one after another in this process, without Ray
     (for debugging, and as the reference the scheduler's speed-up is measured against).
     `fn` is what runs a job (`matrix.jobs.execute`); the scheduler bench swaps in a no-op.
@@ -78,19 +81,44 @@ def run_jobs(
     kinds not given take 1 CPU and no GPU. Ray gives a job with GPUs its own CUDA_VISIBLE_DEVICES.
     """
     console = console or Console(stderr=True)
-    store.sweep()
-    tracker.close_stale()
-    done = tracker.finished()
-    todo = [j for j in jobs if j.key not in done]
-    summary = RunSummary(total=len(jobs), already_done=len(jobs) - len(todo))
-    if not todo:
+    ray = None
+    try:
+        if isinstance(tracker, Future):
+            if not in_process:
+                ray = _start_ray(address, max_parallel)
+            tracker = tracker.result()
+        store.sweep()
+        tracker.close_stale()
+        done = tracker.finished()
+        todo = [j for j in jobs if j.key not in done]
+        summary = RunSummary(total=len(jobs), already_done=len(jobs) - len(todo))
+        if not todo:
+            return summary
+        with _Ledger(todo, tracker, summary, console) as ledger:
+            if in_process:
+                _run_here(todo, done, store, ledger, fn)
+            else:
+                ray = ray or _start_ray(address, max_parallel)
+                _run_on_ray(ray, todo, done, store, ledger, fn, resources or {})
         return summary
-    with _Ledger(todo, tracker, summary, console) as ledger:
-        if in_process:
-            _run_here(todo, done, store, ledger, fn)
-        else:
-            _run_on_ray(todo, done, store, ledger, address, max_parallel, fn, resources or {})
-    return summary
+    finally:
+        if ray is not None:
+            ray.shutdown()
+
+
+def _start_ray(address: str | None, max_parallel: int | None):
+    """Connect to the cluster at `address`, or start an embedded one; returns the `ray` module."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if address is None:
+        _local_auth_token()
+        # "local": always a new embedded cluster, even when a `ray start` one runs on this machine
+        ray.init(address="local", num_cpus=max_parallel or os.cpu_count(), include_dashboard=False, logging_level="ERROR",
+                 log_to_driver=False)  # fmt: skip
+    else:
+        ray.init(address=address, logging_level="ERROR")
+    return ray
 
 
 def _run_here(todo: list[Job], done: dict[str, JobResult], store: CheckpointStore, ledger: _Ledger, fn) -> None:
@@ -109,58 +137,44 @@ def _run_here(todo: list[Job], done: dict[str, JobResult], store: CheckpointStor
             ledger.finished(job, results[job.key])
 
 
-def _run_on_ray(todo: list[Job], done: dict[str, JobResult], store: CheckpointStore, ledger: _Ledger,
-                address: str | None, max_parallel: int | None, fn, resources: dict[str, dict[str, float]]) -> None:  # fmt: skip
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
+def _run_on_ray(ray, todo: list[Job], done: dict[str, JobResult], store: CheckpointStore, ledger: _Ledger, fn,
+                resources: dict[str, dict[str, float]]) -> None:  # fmt: skip
+    from ray.util.queue import Queue
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    if address is None:
-        _local_auth_token()
-        # "local": always a new embedded cluster, even when a `ray start` one runs on this machine
-        ray.init(address="local", num_cpus=max_parallel or os.cpu_count(), include_dashboard=False, logging_level="ERROR",
-                 log_to_driver=False)  # fmt: skip
-    else:
-        ray.init(address=address, logging_level="ERROR")
-    try:
-        from ray.util.queue import Queue
-
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        # workers put (job key, time) here when a job starts, and the driver opens its run; the queue lives on
-        # the driver's node, so losing a worker node never loses it
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        starts = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
-        remote = ray.remote(num_cpus=1, max_retries=2, retry_exceptions=RETRY_ON)(_signalling(fn, starts))
-        by_key = {job.key: job for job in todo}
-        refs: dict[str, ray.ObjectRef] = {}
-        pending: dict[ray.ObjectRef, tuple[Job, float]] = {}
-        queue = deque(todo)  # topological: a job's upstream is always submitted before it
-        while queue or pending:
-            while queue and len(pending) < MAX_IN_FLIGHT:  # bounded: a huge study does not flood the driver
-                job = queue.popleft()
-                upstream: ray.ObjectRef | JobResult | None = None
-                if job.upstream is not None:
-                    upstream = refs.get(job.upstream) or done.get(job.upstream)
-                asks = {"num_cpus": 1, "num_gpus": 0} | resources.get(job.kind, {})
-                ref = remote.options(name=job.name[:100], **asks).remote(job, upstream, store)
-                refs[job.key] = ref
-                pending[ref] = (job, time.time())
-            ready, rest = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            if ready and rest:  # and whatever else has ended meanwhile, without waiting
-                ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
-            if starts.qsize():
-                for key, started in starts.get_nowait_batch(starts.qsize()):
-                    ledger.started(by_key[key], started)
-            for ref in ready:
-                job, submitted = pending.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except Exception as e:  # the job raised, or its upstream did
-                    ledger.failed(job, e, submitted)
-                else:
-                    ledger.finished(job, result)
-    finally:
-        ray.shutdown()
+    # workers put (job key, time) here when a job starts, and the driver opens its run; the queue lives on
+    # the driver's node, so losing a worker node never loses it
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    starts = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
+    remote = ray.remote(num_cpus=1, max_retries=2, retry_exceptions=RETRY_ON)(_signalling(fn, starts))
+    by_key = {job.key: job for job in todo}
+    refs: dict[str, ray.ObjectRef] = {}
+    pending: dict[ray.ObjectRef, tuple[Job, float]] = {}
+    queue = deque(todo)  # topological: a job's upstream is always submitted before it
+    while queue or pending:
+        while queue and len(pending) < MAX_IN_FLIGHT:  # bounded: a huge study does not flood the driver
+            job = queue.popleft()
+            upstream: ray.ObjectRef | JobResult | None = None
+            if job.upstream is not None:
+                upstream = refs.get(job.upstream) or done.get(job.upstream)
+            asks = {"num_cpus": 1, "num_gpus": 0} | resources.get(job.kind, {})
+            ref = remote.options(name=job.name[:100], **asks).remote(job, upstream, store)
+            refs[job.key] = ref
+            pending[ref] = (job, time.time())
+        ready, rest = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        if ready and rest:  # and whatever else has ended meanwhile, without waiting
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+        if starts.qsize():
+            for key, started in starts.get_nowait_batch(starts.qsize()):
+                ledger.started(by_key[key], started)
+        for ref in ready:
+            job, submitted = pending.pop(ref)
+            try:
+                result = ray.get(ref)
+            except Exception as e:  # the job raised, or its upstream did
+                ledger.failed(job, e, submitted)
+            else:
+                ledger.finished(job, result)
 
 
 def _signalling(fn, starts):
