@@ -85,7 +85,7 @@ def run_jobs(
     try:
         if isinstance(tracker, Future):
             if not in_process:
-                ray = _start_ray(address, max_parallel)
+                ray = start_ray(address, max_parallel)
             tracker = tracker.result()
         store.sweep()
         tracker.close_stale()
@@ -98,7 +98,7 @@ def run_jobs(
             if in_process:
                 _run_here(todo, done, store, ledger, fn)
             else:
-                ray = ray or _start_ray(address, max_parallel)
+                ray = ray or start_ray(address, max_parallel)
                 _run_on_ray(ray, todo, done, store, ledger, fn, resources or {})
         return summary
     finally:
@@ -106,7 +106,7 @@ def run_jobs(
             ray.shutdown()
 
 
-def _start_ray(address: str | None, max_parallel: int | None):
+def start_ray(address: str | None, max_parallel: int | None):
     """Connect to the cluster at `address`, or start an embedded one; returns the `ray` module."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
