@@ -30,7 +30,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from rich.console import Console  # noqa: E402
 
-from matrix.jobs import CheckpointStore, JobResult  # noqa: E402
+from matrix.jobs import JobResult
+from matrix.store import Storage  # noqa: E402
 from matrix.plan import plan  # noqa: E402
 from matrix.scheduler import run_jobs, start_ray  # noqa: E402
 from matrix.spec import load_study  # noqa: E402
@@ -57,7 +58,7 @@ def timed_noop_run(folder: Path, text: str, name: str, in_process: bool = False)
     jobs = plan(study)
     tracker = Tracker(default_tracking_uri(study.out), study.name, artifact_root=study.out / "artifacts")
     t0 = time.perf_counter()
-    run_jobs(jobs, tracker, CheckpointStore(study.out / "ck"), max_parallel=2, fn=noop, in_process=in_process,
+    run_jobs(jobs, tracker, Storage(study.out / "ck"), max_parallel=2, fn=noop, in_process=in_process,
              console=Console(file=open(os.devnull, "w")))  # fmt: skip
     return len(jobs), time.perf_counter() - t0
 

@@ -47,3 +47,18 @@ class DatasetInfo:
     image_size: int
     things: tuple[str, ...] = ()  # detection label space (`labels` ids): classes with instances
     keypoints: KeypointSchema | None = None  # schema of `keypoints`, when the dataset has them
+
+
+def nested_subset(pool: int, count: int, seed: int) -> list[int]:
+    """`count` of the indices 0..pool-1, drawn at random with `seed`, sorted; all of them when count == pool.
+
+    The subsets of one (pool, seed) are nested: the 150-image subset lies inside
+    the 1,000-image one (Mensink et al.), because both are the first indices of
+    one seeded permutation.
+    """
+    if not 0 < count <= pool:
+        raise ValueError(f"a subset of {count} from {pool} samples; expected 1 to {pool}")
+    if count == pool:
+        return list(range(pool))
+    order = torch.randperm(pool, generator=torch.Generator().manual_seed(seed))
+    return sorted(order[:count].tolist())

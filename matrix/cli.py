@@ -129,13 +129,13 @@ def plan(study_file: str, tracking_uri: str | None, show_jobs: bool) -> None:
 @click.option("--max-parallel", type=click.IntRange(min=1), help="Jobs at once on the local cluster (default: CPUs)")
 @click.option("--in-process", is_flag=True, help="Run the jobs one after another in this process, without Ray")
 @click.option("--storage", envvar="TMX_STORAGE", show_envvar=True,
-              help="Checkpoint storage root: a folder every node sees, or an fsspec URI such as s3://bucket/path "
-                   "(default: OUTPUT/checkpoints)")  # fmt: skip
+              help="Storage root for checkpoints (ROOT/checkpoints) and decoded data (ROOT/data): a folder every node "
+                   "sees, or an fsspec URI such as s3://bucket/path (default: OUTPUT)")  # fmt: skip
 def run(study_file: str, tracking_uri: str | None, address: str | None, max_parallel: int | None,
         in_process: bool, storage: str | None) -> None:  # fmt: skip
     """Run every job of STUDY that has no FINISHED run yet."""
-    from matrix.jobs import CheckpointStore
     from matrix.scheduler import run_jobs
+    from matrix.store import Storage
     from matrix.tracking import Tracker
 
     study = _study(study_file, need_data=True)
@@ -144,8 +144,8 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
     uri = _tracking_uri(study, tracking_uri)
     local_store = uri.startswith(("sqlite:", "file:", "/"))  # a server decides where artifacts go
     open_tracker = partial(Tracker, uri, study.name, artifact_root=study.out / "mlartifacts" if local_store else None)
-    store = CheckpointStore(storage or study.out / "checkpoints")
-    resources = {kind: r.model_dump() for kind, r in study.resources.items()}
+    store = Storage(storage or study.out)
+    resources = {kind: r.model_dump(exclude={"loader_workers"}) for kind, r in study.resources.items()}
     try:
         with ThreadPoolExecutor(1) as pool:
             # a new sqlite store takes seconds to create (MLflow's schema migrations): Ray starts meanwhile
@@ -275,7 +275,7 @@ def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
 @click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", show_envvar=True,
               help="The cluster's Jobs API: http://HEAD:8265 (auth token from RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)")
 @click.option("--storage", envvar="TMX_STORAGE", show_envvar=True,
-              help="Checkpoint storage every node reaches: s3://bucket/path, gs://..., or an absolute shared path")
+              help="Storage (checkpoints, decoded data) every node reaches: s3://bucket/path, gs://..., or an absolute shared path")
 @click.option("--wait/--no-wait", default=False, show_default=True, help="Stream the job's logs; exit with its status")
 def submit(study_file: str, tracking_uri: str | None, address: str, storage: str | None, wait: bool) -> None:
     """Run STUDY on a Ray cluster as a Ray Job: `tmx run STUDY --address auto` on its head (cluster/README.md)."""
@@ -294,7 +294,7 @@ def submit(study_file: str, tracking_uri: str | None, address: str, storage: str
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the search")
 @click.option("--address", help="Ray cluster address (default: start an embedded local cluster)")
 @click.option("--max-parallel", type=click.IntRange(min=1), help="Trials at once on the local cluster (default: CPUs)")
-@click.option("--storage", envvar="TMX_STORAGE", help="Checkpoint storage root, as for `tmx run`")
+@click.option("--storage", envvar="TMX_STORAGE", help="Storage root (checkpoints, decoded data), as for `tmx run`")
 def tune(study_file: str, tracking_uri: str | None, trials: int, seed: int, address: str | None,
          max_parallel: int | None, storage: str | None) -> None:  # fmt: skip
     """Search finetuning lr and weight decay per task type (Ray Tune, ASHA) on STUDY's baseline jobs.
@@ -302,8 +302,8 @@ def tune(study_file: str, tracking_uri: str | None, trials: int, seed: int, addr
     The best values are written into STUDY's `finetune_by_task` block, which the
     plan applies to every finetuning job of that task type.
     """
-    from matrix.jobs import CheckpointStore
     from matrix.plan import plan as make_plan
+    from matrix.store import Storage
     from matrix.tracking import Tracker
     from matrix.tune import tune_study, write_tuned
 
@@ -317,7 +317,7 @@ def tune(study_file: str, tracking_uri: str | None, trials: int, seed: int, addr
         if upstream is None:
             _fail(f"{study_file}: init: 'generic': the baselines start from the pretrain job, which has no FINISHED "
                   f"run in {uri}; run `tmx run {study_file}` first (or tune with init: scratch)")  # fmt: skip
-    store = CheckpointStore(storage or study.out / "checkpoints")
+    store = Storage(storage or study.out)
     best = tune_study(study, store, upstream, trials=trials, seed=seed, address=address, max_parallel=max_parallel)
     write_tuned(Path(study_file), best)
     for task, v in best.items():

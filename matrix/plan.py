@@ -12,22 +12,25 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from domains import MIXED
 from matrix.spec import CatalogDatasetSpec, DatasetSpec, Study
 
-PROTOCOL = 1  # bump when the meaning of a job changes, so old results are not reused
+PROTOCOL = 2  # bump when the meaning of a job changes, so old results are not reused
 KINDS = ("pretrain", "source", "transfer", "baseline", "scratch")
 Kind = Literal["pretrain", "source", "transfer", "baseline", "scratch"]
 
 
 @dataclass(frozen=True)
 class DataRef:
-    """`count` samples from the start of `split` of one procedural dataset, or of a catalog dataset.
+    """`count` samples of `split` of one procedural dataset, or of a catalog dataset.
 
-    A catalog dataset's ref carries (entry name, entry content hash) in `catalog`, part of
+    The samples are a random subset of the split drawn with `subset_seed`
+    (domains.base.nested_subset: the subsets of smaller target sizes lie inside
+    the larger ones), or the whole split when `count` is its size. A procedural
+    split has `pool` samples; a catalog split has the images on disk. A catalog dataset's ref carries (entry name, entry content hash) in `catalog`, part of
     the job key, and the catalog file's absolute path in `catalog_file`, which is not: a
     moved study or catalog keeps its keys, an edited entry changes them.
     """
@@ -41,6 +44,8 @@ class DataRef:
     blend: tuple[str, float] | None = None  # (domain, fraction) its look is moved towards
     catalog: tuple[str, str] | None = None  # (catalog entry, its content hash) for a catalog dataset
     catalog_file: str | None = None  # where that catalog is (not part of the key)
+    pool: int | None = None  # a procedural split's size (a catalog split's is what is on disk)
+    subset_seed: int = 0  # draws the `count` samples from the split
 
     @property
     def domain_label(self) -> str:
@@ -73,10 +78,11 @@ class Job:
     upstream: str | None  # key of the job whose backbone this one starts from
     source: Source | None = None  # for source and transfer jobs: the source (dataset, task)
     model: dict[str, Any] = field(default_factory=dict)  # ModelSpec fields
+    loader_workers: int = field(default=0, compare=False)  # DataLoader processes (not part of the key)
     key: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        content = {k: v for k, v in asdict(self).items() if k != "key"}
+        content = {k: v for k, v in asdict(self).items() if k not in ("key", "loader_workers")}
         content["protocol"] = PROTOCOL
         for ref in (content["train"], content["eval"]):  # procedural refs keep the keys they always had
             del ref["catalog_file"]
@@ -124,9 +130,10 @@ def _ref(study: Study, ds: DatasetSpec | CatalogDatasetSpec, split: str, count: 
         catalog = study.resolved_catalog
         entry = catalog.get(ds.catalog)
         return DataRef(ds.name, entry.domain, 0, split, count, catalog=(ds.catalog, entry.digest()),
-                       catalog_file=str(catalog.file.resolve()))  # fmt: skip
+                       catalog_file=str(catalog.file.resolve()), subset_seed=study.subset_seed)  # fmt: skip
     blend = (ds.blend.domain, ds.blend.fraction) if ds.blend else None
-    return DataRef(ds.name, ds.domain, ds.seed, split, count, blend=blend)
+    return DataRef(ds.name, ds.domain, ds.seed, split, count, blend=blend, pool=getattr(ds, split),
+                   subset_seed=study.subset_seed)  # fmt: skip
 
 
 def plan(study: Study) -> list[Job]:
@@ -140,8 +147,8 @@ def plan(study: Study) -> list[Job]:
         mix = pt.domains
         root = Job(
             kind="pretrain", task=pt.task,
-            train=DataRef(f"{study.name}-pretrain", MIXED, pt.seed, "train", pt.train, mix),
-            eval=DataRef(f"{study.name}-pretrain", MIXED, pt.seed, "val", pt.val, mix),
+            train=DataRef(f"{study.name}-pretrain", MIXED, pt.seed, "train", pt.train, mix, pool=pt.train),
+            eval=DataRef(f"{study.name}-pretrain", MIXED, pt.seed, "val", pt.val, mix, pool=pt.val),
             schedule=pt.schedule.model_dump(), seed=pt.seed, upstream=None, **common,
         )  # fmt: skip
         jobs.append(root)
@@ -177,7 +184,7 @@ def plan(study: Study) -> list[Job]:
                     if (src_name, src_task) == (ds.name, task):  # the identical (dataset, task)
                         continue
                     jobs.append(Job(kind="transfer", upstream=src.key, source=src.source, **target))
-    return jobs
+    return [replace(job, loader_workers=study.loader_workers(job.kind)) for job in jobs]
 
 
 def count_by_kind(jobs: list[Job]) -> dict[str, int]:

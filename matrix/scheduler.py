@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from matrix.jobs import CheckpointStore, JobResult, execute
+from matrix.jobs import JobResult, execute
+from matrix.store import Storage
 from matrix.plan import KINDS, Job
 from matrix.status import SKIPPED
 from matrix.tracking import Tracker
@@ -62,12 +63,12 @@ def _local_auth_token() -> None:
 def run_jobs(
     jobs: list[Job],
     tracker: Tracker | Future[Tracker],
-    store: CheckpointStore,
+    store: Storage,
     address: str | None = None,
     max_parallel: int | None = None,
     console: Console | None = None,
     in_process: bool = False,
-    fn: Callable[[Job, JobResult | None, CheckpointStore], JobResult] = execute,
+    fn: Callable[[Job, JobResult | None, Storage], JobResult] = execute,
     resources: dict[str, dict[str, float]] | None = None,
 ) -> RunSummary:
     """Run every job of `jobs` (topologically ordered) that has no FINISHED run yet.
@@ -121,7 +122,7 @@ def start_ray(address: str | None, max_parallel: int | None):
     return ray
 
 
-def _run_here(todo: list[Job], done: dict[str, JobResult], store: CheckpointStore, ledger: _Ledger, fn) -> None:
+def _run_here(todo: list[Job], done: dict[str, JobResult], store: Storage, ledger: _Ledger, fn) -> None:
     results = dict(done)
     for job in todo:
         started = time.time()
@@ -137,7 +138,7 @@ def _run_here(todo: list[Job], done: dict[str, JobResult], store: CheckpointStor
             ledger.finished(job, results[job.key])
 
 
-def _run_on_ray(ray, todo: list[Job], done: dict[str, JobResult], store: CheckpointStore, ledger: _Ledger, fn,
+def _run_on_ray(ray, todo: list[Job], done: dict[str, JobResult], store: Storage, ledger: _Ledger, fn,
                 resources: dict[str, dict[str, float]]) -> None:  # fmt: skip
     from ray.util.queue import Queue
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -180,7 +181,7 @@ def _run_on_ray(ray, todo: list[Job], done: dict[str, JobResult], store: Checkpo
 def _signalling(fn, starts):
     """`fn` that first tells the driver, through the `starts` queue, that the job has started on a worker."""
 
-    def job_task(job: Job, upstream: JobResult | None, store: CheckpointStore) -> JobResult:
+    def job_task(job: Job, upstream: JobResult | None, store: Storage) -> JobResult:
         try:  # sent, not awaited: a task blocked in ray.get lends its CPU to another task, and 2 cores run 3 jobs
             starts.actor.put_nowait.remote((job.key, time.time()))
         except Exception:  # the status display misses a start; the job itself goes on

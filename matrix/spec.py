@@ -150,10 +150,15 @@ class ModelSpec(Strict):
 
 
 class ResourceSpec(Strict):
-    """What one job of a kind asks Ray for: CPUs and GPUs, fractions allowed (0.25 GPU: four jobs share one)."""
+    """What one job of a kind asks Ray for: CPUs and GPUs, fractions allowed (0.25 GPU: four jobs share one).
+
+    `loader_workers`: the DataLoader processes that read and augment its data
+    (default: one per CPU beyond the first, so num_cpus 1 reads in the job's own process).
+    """
 
     num_cpus: Annotated[float, Field(gt=0)] = 1.0
     num_gpus: Annotated[float, Field(ge=0)] = 0.0
+    loader_workers: Annotated[int, Field(ge=0, le=64)] | None = None
 
     @field_validator("num_gpus")
     @classmethod
@@ -197,6 +202,7 @@ class Study(Strict):
     datasets: tuple[AnyDataset, ...] = Field(min_length=1)
     target_sizes: tuple[PositiveInt, ...] = (64,)
     seeds: tuple[int, ...] = (0,)
+    subset_seed: int = 0  # draws each target's training subsets (nested across target_sizes) from its split
     source_seed: int = 0
     pretrain: PretrainSpec = PretrainSpec()
     source: TrainSpec = TrainSpec(steps=150)
@@ -241,6 +247,11 @@ class Study(Strict):
         """The finetuning schedule of `task`'s targets: `finetune`, with `finetune_by_task[task]` over it."""
         tuned = self.finetune_by_task.get(task)
         return self.finetune.model_dump() | (tuned.model_dump(exclude_none=True) if tuned else {})
+
+    def loader_workers(self, kind: str) -> int:
+        """DataLoader worker processes for a job of `kind`: `resources.KIND.loader_workers`, else num_cpus - 1."""
+        spec = self.resources.get(kind, ResourceSpec())
+        return spec.loader_workers if spec.loader_workers is not None else max(0, int(spec.num_cpus) - 1)
 
     def dataset_tasks(self, ds: DatasetSpec | CatalogDatasetSpec) -> tuple[str, ...]:
         if ds.tasks is not None:

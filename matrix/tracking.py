@@ -2,13 +2,15 @@
 
 A job's run carries the tags of `Job.tags` (study, kind, job_key, source_*,
 target_*, target_size, seed, init), the primary metric's name and direction,
-the job's metrics (and its training curve as `train_loss` by step), and the
-checkpoint path of jobs that others build on. A job whose key has a FINISHED
+the job's metrics (and its training curve as `train_loss` by step), the
+checkpoint path of jobs that others build on, and the ids of the images it
+trained on (artifact `train_ids.json`, and their hash in tag `train_ids_hash`). A job whose key has a FINISHED
 run is done; the scheduler never runs it again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from contextlib import closing
@@ -151,6 +153,8 @@ class Tracker:
         tags = {"primary_metric": result.primary_metric, "higher_is_better": str(result.higher_is_better).lower()}
         if result.checkpoint:
             tags["checkpoint"] = result.checkpoint
+        if result.train_ids:  # which images it trained on: the seeded subset of its split, hashed
+            tags["train_ids_hash"] = hashlib.sha256("\n".join(result.train_ids).encode()).hexdigest()[:16]
         run_id = self._run_for(job, result.started, tags)
         end = _ms(result.ended)
         metrics = [Metric(k, float(v), end, 0) for k, v in result.metrics.items()]
@@ -162,6 +166,9 @@ class Tracker:
         self.client.log_batch(run_id, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
         if job.upstream is not None:
             self._log_json(run_id, {"moved": result.moved, "skipped": result.skipped}, "transfer.json")
+        if result.train_ids:
+            self._log_json(run_id, {"split": job.train.split, "subset_seed": job.train.subset_seed,
+                                    "ids": result.train_ids}, "train_ids.json")  # fmt: skip
         self.client.set_terminated(run_id, "FINISHED", end_time=end)
         return run_id
 

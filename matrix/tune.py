@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from matrix.jobs import CheckpointStore, JobResult, execute
+from matrix.jobs import JobResult, execute
+from matrix.store import Storage
 from matrix.plan import Job, plan
 from matrix.spec import Study
 
@@ -39,7 +40,7 @@ def tune_targets(study: Study) -> dict[str, list[Job]]:
     return out
 
 
-def _trial(config: dict[str, Any], targets: list[Job], upstream: JobResult | None, store: CheckpointStore) -> None:
+def _trial(config: dict[str, Any], targets: list[Job], upstream: JobResult | None, store: Storage) -> None:
     from ray import tune
 
     scores = []
@@ -51,7 +52,7 @@ def _trial(config: dict[str, Any], targets: list[Job], upstream: JobResult | Non
         tune.report({"score": sum(scores) / len(scores), "targets": len(scores)})
 
 
-def tune_study(study: Study, store: CheckpointStore, upstream: JobResult | None, trials: int = 8, seed: int = 0,
+def tune_study(study: Study, store: Storage, upstream: JobResult | None, trials: int = 8, seed: int = 0,
                address: str | None = None, max_parallel: int | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Search (lr, weight_decay) per target task type; returns {task: {lr, weight_decay, score, trials}}.
 

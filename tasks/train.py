@@ -4,8 +4,10 @@
 
 Hook call order: `before_train(model)`; then for each step `after_step(step,
 loss)` (after the optimiser and scheduler steps); then `after_train(model)`.
-On CPU the same seed gives the same weights and metrics: batch order and
-augmentations come from one seeded generator, the model is built from
+Data streams through a DataLoader (tasks/data.py): its workers read and
+augment the samples. On CPU the same seed gives the same weights and metrics
+whatever the worker count: batch order and each sample's augmentation seed
+come from one seeded generator, the model is built from
 `torch.manual_seed(seed)`. On CUDA the loop uses automatic mixed precision
 (bfloat16 where supported, else float16 with a gradient scaler) and
 channels_last memory format.
@@ -21,9 +23,10 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-from domains import DENSE, INSTANCE, Sample
 from tasks.base import Batch, Task
+from tasks.data import Augment, collate, eval_loader, train_loader  # noqa: F401  (collate: part of this surface)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -70,8 +73,8 @@ class LossCurve(Hook):
 class Evaluate(Hook):
     """Evaluates on `data` every `every` steps (0: only after training); `history` is [(step, metrics)]."""
 
-    def __init__(self, task: Task, data: Batch, metric: Callable[[], Any], every: int = 0) -> None:
-        self.task, self.data, self.metric, self.every = task, data, metric, every
+    def __init__(self, task: Task, data: Dataset, metric: Callable[[], Any], every: int = 0, workers: int = 0) -> None:
+        self.task, self.data, self.metric, self.every, self.workers = task, data, metric, every, workers
         self.history: list[tuple[int, dict[str, float]]] = []
         self._model: nn.Module | None = None
         self._steps = 0
@@ -82,12 +85,12 @@ class Evaluate(Hook):
     def after_step(self, step: int, loss: float) -> None:
         self._steps = step + 1
         if self.every and self._steps % self.every == 0:
-            self.history.append((self._steps, evaluate(self._model, self.task, self.data, self.metric())))
+            self.history.append((self._steps, evaluate(self._model, self.task, self.data, self.metric(), workers=self.workers)))
             self._model.train()
 
     def after_train(self, model: nn.Module) -> None:
         if not self.history or self.history[-1][0] != self._steps:
-            self.history.append((self._steps, evaluate(model, self.task, self.data, self.metric())))
+            self.history.append((self._steps, evaluate(model, self.task, self.data, self.metric(), workers=self.workers)))
 
     @property
     def final(self) -> dict[str, float]:
@@ -104,38 +107,11 @@ class Checkpoint(Hook):
         self.save(model)
 
 
-# -- batches: dense keys stacked [N, ...], per-object keys as lists of N tensors ---------------------
-
-
-def collate(samples: list[Sample]) -> Batch:
-    return {k: (list(v) if k in INSTANCE else torch.stack(v)) for k, v in
-            ((k, [s[k] for s in samples]) for k in samples[0])}  # fmt: skip
-
-
-def materialize(dataset: torch.utils.data.Dataset) -> Batch:
-    """Every sample of `dataset` in one batch (target subsets here are small)."""
-    return collate([dataset[i] for i in range(len(dataset))])
-
-
-def select(data: Batch, idx: torch.Tensor | slice) -> Batch:
-    if isinstance(idx, slice):
-        return {k: v[idx] for k, v in data.items()}
-    return {k: ([v[i] for i in idx.tolist()] if isinstance(v, list) else v[idx]) for k, v in data.items()}
-
-
-def samples(batch: Batch) -> list[Sample]:
-    n = len(batch["image"])
-    return [{k: v[i] for k, v in batch.items()} for i in range(n)]
-
-
 def to_device(batch: Batch, device: torch.device) -> Batch:
     if device.type == "cpu":
         return batch
     return {k: ([t.to(device, non_blocking=True) for t in v] if isinstance(v, list) else v.to(device, non_blocking=True))
             for k, v in batch.items()}  # fmt: skip
-
-
-Augment = Callable[[Sample, torch.Generator], Sample]
 
 
 def _lr_factor(step: int, sched: Schedule) -> float:
@@ -154,15 +130,17 @@ def _autocast(device: torch.device) -> tuple[contextlib.AbstractContextManager, 
     return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
 
 
-def train(model: nn.Module, task: Task, data: Batch, sched: Schedule, seed: int, hooks: tuple[Hook, ...] = (),
-          augment: Augment | None = None) -> None:  # fmt: skip
-    """Train `model` on `data` (every training sample, in one batch) for `sched.steps` steps.
+def train(model: nn.Module, task: Task, data: Dataset, sched: Schedule, seed: int, hooks: tuple[Hook, ...] = (),
+          augment: Augment | None = None, workers: int = 0) -> None:  # fmt: skip
+    """Train `model` on the samples of `data` (a map-style dataset) for `sched.steps` steps.
 
-    `augment(sample, generator)` is applied to each sample of each batch (the
-    dense keys must keep their size); None trains on the samples as they are.
+    Batches stream through a DataLoader with `workers` worker processes (0: in
+    this process) that read and augment them (tasks.data): `augment(sample,
+    generator)` is applied to each sample (the dense keys must come out of one
+    size); None trains on the samples as they are. The same seed gives the
+    same batches whatever `workers` is.
     """
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -172,19 +150,11 @@ def train(model: nn.Module, task: Task, data: Batch, sched: Schedule, seed: int,
         opt = torch.optim.SGD(params, lr=sched.lr, momentum=0.9, weight_decay=sched.weight_decay)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, sched))
     amp, scaler = _autocast(device)
-    n = len(data["image"])
-    order = torch.randperm(n, generator=generator)
-    cursor = 0
+    batches = train_loader(data, sched.batch_size, sched.steps, seed, augment, workers, device)
     model.train()
     for hook in hooks:
         hook.before_train(model)
-    for step in range(sched.steps):
-        if cursor + sched.batch_size > n and cursor > 0:  # next epoch
-            order, cursor = torch.randperm(n, generator=generator), 0
-        batch = select(data, order[cursor : cursor + sched.batch_size])
-        cursor += sched.batch_size
-        if augment is not None:
-            batch = collate([augment(s, generator) for s in samples(batch)])
+    for step, batch in enumerate(batches):
         batch = to_device(batch, device)
         if device.type == "cuda":
             batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
@@ -214,14 +184,12 @@ def train(model: nn.Module, task: Task, data: Batch, sched: Schedule, seed: int,
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task: Task, data: Batch, metric, batch_size: int = 32) -> dict[str, float]:
-    """Run `model` over `data` and return `metric.compute()`: flat {name: float}."""
+def evaluate(model: nn.Module, task: Task, data: Dataset, metric, batch_size: int = 32, workers: int = 0) -> dict[str, float]:
+    """Run `model` over every sample of `data` (streamed in order) and return `metric.compute()`: flat {name: float}."""
     device = next(model.parameters()).device
     model.eval()
     amp, _ = _autocast(device)
-    n = len(data["image"])
-    for start in range(0, n, batch_size):
-        batch = select(data, slice(start, start + batch_size))
+    for batch in eval_loader(data, batch_size, workers, device):
         with amp:
             predictions = task.predict(model, to_device(batch, device))
         if isinstance(predictions, torch.Tensor):

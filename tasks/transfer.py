@@ -1,4 +1,4 @@
-"""Which weights move from a checkpoint into a new model, and checkpoints written atomically.
+"""Which weights move from a checkpoint into a new model; writing and reading checkpoints.
 
     report = transfer(model, "src.pt", head=False, task="depth", label_space=("depth",))
     report.moved, report.skipped      # tensor names; skipped ones as "name: reason"
@@ -12,9 +12,6 @@ same names and shapes. Checkpoints load with `weights_only=True`.
 
 from __future__ import annotations
 
-import os
-import socket
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,30 +20,19 @@ import torch
 from torch import nn
 
 
-TMP_SUFFIX = ".tmp"
-
-
 @dataclass
 class TransferReport:
     moved: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # "name: reason"
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any]) -> Path:
-    """Write {state_dict, meta} to `path` via a temporary file and a rename: never a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the temporary name records who writes it, so a sweep can remove the leftovers of a killed writer
-    prefix = f".{path.name}.{socket.gethostname()}.{os.getpid()}."
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"state_dict": model.state_dict(), "meta": meta}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def save_checkpoint(model: nn.Module, file: str | Path | BinaryIO, meta: dict[str, Any]) -> str | Path | BinaryIO:
+    """Write {state_dict, meta} to `file` (a path or a binary file) and return it. Not atomic by itself:
+    checkpoints that other jobs read are written through matrix.store.Storage.save, which is."""
+    if isinstance(file, str | Path):
+        Path(file).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.state_dict(), "meta": meta}, file)
+    return file
 
 
 def load_checkpoint(source: str | Path | BinaryIO) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from matrix.spec import SpecError, parse_study
 from tasks import get_task, openmmlab
 from tasks.model import build_model
 from tasks.segmentation import MeanIoU
-from tasks.train import Evaluate, LossCurve, Schedule, evaluate, materialize, train
+from tasks.data import InMemory, collate
+from tasks.train import Evaluate, LossCurve, Schedule, evaluate, train
 from tasks.transfer import save_checkpoint, transfer
 
 needs_extra = pytest.mark.skipif(not openmmlab.available(), reason="the OpenMMLab extra is not installed: run `make openmmlab`")
@@ -34,7 +35,7 @@ def _options(option, config):
 
 def _data(domain, split="train", n=8, size=SIZE):
     ds = SyntheticDataset("t", domain, split, n, size)
-    return ds.info, materialize(ds)
+    return ds.info, InMemory.of(ds)
 
 
 def _study(model):
@@ -169,7 +170,7 @@ def test_native_source_backbone_moves_into_mm_targets_and_heads_never_cross_back
         assert not [k for k in report.moved if k.startswith("head.")]
         state = target.state_dict()
         assert all(torch.equal(state[k], v) for k, v in wanted.items())
-        loss = task.loss(target.train(), data)  # the mm model runs on the moved backbone
+        loss = task.loss(target.train(), collate(data.samples))  # the mm model runs on the moved backbone
         assert torch.isfinite(loss)
 
     # the label space names backend and config: a native head never lands in an mm model of the same task

@@ -10,7 +10,8 @@ from pathlib import Path
 import ray.cloudpickle
 from rich.console import Console
 
-from matrix.jobs import CheckpointStore, JobResult
+from matrix.jobs import JobResult
+from matrix.store import Storage
 from matrix.plan import plan
 from matrix.scheduler import run_jobs
 from matrix.spec import parse_study
@@ -48,7 +49,7 @@ def test_a_kind_asking_for_two_cpus_runs_alone_on_a_two_cpu_cluster(tmp_path):
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    summary = run_jobs(jobs, tracker, CheckpointStore(tmp_path / "ck"), max_parallel=2, fn=sleeper,
+    summary = run_jobs(jobs, tracker, Storage(tmp_path / "ck"), max_parallel=2, fn=sleeper,
                        resources=resources, console=Console(file=open(os.devnull, "w")))  # fmt: skip
     stop.set()
     watcher.join()
@@ -87,7 +88,7 @@ def test_a_node_removed_mid_study_its_jobs_finish_on_the_other(tmp_path):
     doomed = cluster.add_node(num_cpus=2)
     cluster.wait_for_nodes()
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "nodes", artifact_root=tmp_path / "art")
-    store = CheckpointStore(tmp_path / "ck")
+    store = Storage(tmp_path / "ck")
     attempts = Path(store.root) / "attempts"
 
     def remove_when_busy():

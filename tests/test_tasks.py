@@ -17,7 +17,8 @@ from tasks.depth import SI_LAMBDA, DepthErrors
 from tasks.detection import DETECTORS
 from tasks.model import build_model
 from tasks.segmentation import MeanIoU
-from tasks.train import Evaluate, NonFiniteLossError, Schedule, evaluate, materialize, train
+from tasks.data import InMemory, collate
+from tasks.train import Evaluate, NonFiniteLossError, Schedule, evaluate, train
 from tasks.transfer import load_checkpoint, save_checkpoint, transfer
 
 BACKBONE = "test_resnet"
@@ -27,7 +28,7 @@ VARIANTS = [(t, {}) for t in TASKS.names() if t != "detection"] + [("detection",
 
 def _data(domain="driving", split="train", n=8, size=48, name="t"):
     ds = SyntheticDataset(name, domain, split, n, size)
-    return ds.info, materialize(ds)
+    return ds.info, InMemory.of(ds)
 
 
 @pytest.mark.parametrize(("task_name", "options"), VARIANTS, ids=[f"{t}-{o.get('detector', '')}" for t, o in VARIANTS])
@@ -36,7 +37,7 @@ def test_every_task_runs_forward_and_backward(task_name, options):
     task = get_task(task_name, options)
     model = build_model(BACKBONE, task_name, info, seed=0, options=options)
     model.train()
-    loss = task.loss(model, data)
+    loss = task.loss(model, collate(data.samples))
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     for part in (model.backbone, model.neck, model.head):
@@ -240,7 +241,7 @@ def test_ap_without_objects_or_predictions():
 def test_non_finite_loss_raises_typed_error():
     info, tr = _data(n=8)
     model = build_model(BACKBONE, "depth", info, seed=0)
-    tr = dict(tr, image=tr["image"] * float("nan"))
+    tr = InMemory([dict(s, image=s["image"] * float("nan")) for s in tr.samples], info)
     with pytest.raises(NonFiniteLossError, match="non-finite loss"):
         train(model, get_task("depth"), tr, Schedule(steps=3, batch_size=4), seed=0)
 
@@ -301,7 +302,7 @@ def test_init_from_a_checkpoint_of_ours(tmp_path):
 def test_backbones_by_timm_name(name):
     info, data = _data(n=2, size=64)
     model = build_model(name, "segmentation", info, seed=0)
-    out = model(data["image"])
+    out = model(collate(data.samples)["image"])
     assert out.shape == (2, len(info.classes), 64, 64) and torch.isfinite(out).all()
 
 
@@ -315,16 +316,16 @@ def test_store_sweeps_only_leftovers_of_dead_writers(tmp_path):
     import socket
     import subprocess
 
-    from matrix.jobs import CheckpointStore
+    from matrix.store import Storage
 
-    store = CheckpointStore(tmp_path)
-    (tmp_path / "ab").mkdir()
+    store = Storage(tmp_path)
+    (tmp_path / "checkpoints" / "ab").mkdir(parents=True)
     dead = subprocess.Popen(["true"])
     dead.wait()
     host = socket.gethostname()
-    left = tmp_path / "ab" / f".abcd.pt.{host}.{dead.pid}.x1y2.tmp"
-    live = tmp_path / "ab" / f".abce.pt.{host}.{os.getpid()}.x1y2.tmp"
-    other_host = tmp_path / "ab" / f".abcf.pt.elsewhere.{dead.pid}.x1y2.tmp"
+    left = tmp_path / "checkpoints" / "ab" / f".abcd.pt.{host}.{dead.pid}.x1y2.tmp"
+    live = tmp_path / "checkpoints" / "ab" / f".abce.pt.{host}.{os.getpid()}.x1y2.tmp"
+    other_host = tmp_path / "checkpoints" / "ab" / f".abcf.pt.elsewhere.{dead.pid}.x1y2.tmp"
     for f in (left, live, other_host):
         f.write_bytes(b"partial")
     assert store.sweep() == 1

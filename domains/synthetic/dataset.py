@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import zlib
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,16 +14,6 @@ from domains.synthetic.scenes import DOMAINS, VOCAB, Domain, blend_looks, render
 SPLITS = {"train": 0, "val": 1, "test": 2}
 MIXED = "mixed"  # a dataset drawing every sample from a domain chosen per index
 TASKS = ("segmentation", "depth", "detection", "keypoints")  # what a procedural dataset has labels for
-SHARD = 64  # samples per file of the shard cache
-
-
-def _generator_version() -> str:
-    """A digest of the generator's source: a cache written by other code is never read."""
-    here = Path(__file__).parent
-    digest = hashlib.sha1()
-    for module in ("render.py", "scenes.py", "dataset.py"):
-        digest.update((here / module).read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def domain_names() -> list[str]:
@@ -59,9 +46,8 @@ class SyntheticDataset(torch.utils.data.Dataset):
     object classes drawn (and so the label spaces) to a subset of the
     domains' things; None draws them all.
 
-    `cache` (a folder) keeps rendered samples in shards of SHARD consecutive
-    indices, written once (atomically) by whichever process renders them
-    first and read back by every later dataset with the same definition.
+    `ids` names each sample ("train/0", ...); jobs read a rendered split once
+    from the decoded-sample cache (domains/cache.py).
     """
 
     def __init__(self, name: str, domain: str, split: str, length: int, image_size: int,
@@ -95,12 +81,6 @@ class SyntheticDataset(torch.utils.data.Dataset):
         self._to_local = self._lut(classes)
         self._to_thing = self._lut(thing_space)
         self._entropy = [zlib.crc32(name.encode()), seed, SPLITS[split]]
-        self._cache: Path | None = None
-        if cache is not None:
-            what = repr((name, domain, split, image_size, seed, tuple(mix), blend, self._allowed and sorted(self._allowed),
-                         _generator_version()))  # fmt: skip
-            self._cache = Path(cache) / hashlib.sha1(what.encode()).hexdigest()[:20]
-        self._shard: tuple[int, list[Sample]] | None = None  # the shard read last
 
     @staticmethod
     def _lut(names: tuple[str, ...]) -> np.ndarray:
@@ -115,27 +95,11 @@ class SyntheticDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < self.length:
             raise IndexError(f"{self.name}/{self.split}: index {index} out of range [0, {self.length})")
-        if self._cache is None:
-            return self.render(index)
-        shard, offset = divmod(index, SHARD)
-        if self._shard is None or self._shard[0] != shard or offset >= len(self._shard[1]):
-            self._shard = (shard, self._load_shard(shard))
-        return {k: v.clone() for k, v in self._shard[1][offset].items()}
+        return self.render(index)
 
-    def _load_shard(self, shard: int) -> list[Sample]:
-        """Samples [shard * SHARD, ...) up to this dataset's length, from the cache or rendered and written once."""
-        path = self._cache / f"{shard:06d}.pt"
-        want = min(SHARD, self.length - shard * SHARD)
-        if path.exists():
-            samples = torch.load(path, weights_only=True)
-            if len(samples) >= want:
-                return samples
-        samples = [self.render(i) for i in range(shard * SHARD, shard * SHARD + want)]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(samples, tmp)
-        os.replace(tmp, path)  # atomic: readers see a whole shard or none
-        return samples
+    @property
+    def ids(self) -> list[str]:
+        return [f"{self.split}/{i}" for i in range(self.length)]
 
     def render(self, index: int) -> Sample:
         """Render sample `index` (no cache): a function of (name, seed, split, index) and the definition only."""
