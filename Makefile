@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# test data, not a dependency: imgaug's wheel ships a real photo with real annotations (quokka: box, keypoints,
+	# polygon, depth map) that tests/test_real_data.py reads; --no-deps keeps its heavy dependencies out
+	$(BIN)/python -m pip install --quiet --no-deps imgaug==0.4.0
 	touch $(STAMP)
 
 # the optional OpenMMLab backend (mmdet, mmseg on the shared backbone): builds mmcv with its ops once

@@ -257,7 +257,7 @@ class Catalog(Strict):
             return ds
         from domains.formats.folder import FolderDataset
 
-        return FolderDataset(label or name, entry, split, self, image_size, count)
+        return FolderDataset(label or name, entry, split, self, image_size, count, key=name)
 
 
 # -- loading and error messages --------------------------------------------------------------------
@@ -343,9 +343,8 @@ def load_catalog(path: str | Path) -> Catalog:
     return parse_catalog(data, path)
 
 
-def open_entry(catalog_file: str | Path, entry: str, digest: str, split: str, image_size: int | None,
-               count: int | None = None, label: str | None = None):  # fmt: skip
-    """Open a catalog dataset a job refers to, after checking the entry is still what was planned.
+def planned_entry(catalog_file: str | Path, entry: str, digest: str) -> Catalog:
+    """The catalog holding `entry`, after checking the entry is still what was planned.
 
     `digest` is the entry's content hash when the study was planned (matrix.plan.DataRef.catalog);
     an edited entry raises CatalogError rather than silently training on other data.
@@ -355,4 +354,10 @@ def open_entry(catalog_file: str | Path, entry: str, digest: str, split: str, im
     if now != digest:
         raise CatalogError(f"{catalog_file}: datasets.{entry}: changed since the study was planned (content hash "
                            f"{digest}, now {now}); expected the planned entry: plan and run the study again")  # fmt: skip
-    return catalog.open(entry, split, image_size, count, label)
+    return catalog
+
+
+def open_entry(catalog_file: str | Path, entry: str, digest: str, split: str, image_size: int | None,
+               count: int | None = None, label: str | None = None):  # fmt: skip
+    """Open a catalog dataset a job refers to, after checking the entry is still what was planned (`planned_entry`)."""
+    return planned_entry(catalog_file, entry, digest).open(entry, split, image_size, count, label)

@@ -7,7 +7,8 @@ Each sample is one tile (image with the segmentation blended in, boxes in
 their class colour, keypoints with the skeleton; visible points filled,
 occluded ones hollow), followed by a depth tile (magma, near = bright,
 invalid = black) when the sample has depth. A legend of the classes present
-runs along the bottom.
+runs along the bottom. Any task type works alone or with others: a sample
+draws what it has.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ LEGEND_ROW = 14
 
 
 def palette(n: int) -> np.ndarray:
-    """n distinct colours, uint8 [n, 3] (tab20, then hsv)."""
+    """n distinct colours, uint8 [n, 3] (tab20, then hsv); n = 0 gives none."""
     base = colormaps["tab20"](np.arange(20))[:, :3]
     extra = colormaps["hsv"](np.linspace(0, 1, max(n - 20, 0), endpoint=False))[:, :3]
-    return (np.concatenate([base, extra])[: max(n, 1)] * 255).astype(np.uint8)
+    return (np.concatenate([base, extra])[:n] * 255).astype(np.uint8).reshape(n, 3)
 
 
 def _overlay(sample: Sample, info: DatasetInfo, colors: np.ndarray, thing_colors: np.ndarray) -> Image.Image:
@@ -74,9 +75,10 @@ def draw_grid(samples: Sequence[Sample], info: DatasetInfo, per_row: int = 4, ti
     """`samples` drawn `per_row` to a row (each with its depth tile beside it), a legend below."""
     if not samples:
         raise ValueError("draw_grid: no samples to draw")
-    colors = palette(len(info.classes))
+    colors = palette(len(info.classes)) if info.classes else np.array([[255, 0, 0]], np.uint8)
     thing_colors = np.array([colors[info.classes.index(t)] if t in info.classes else c
-                             for t, c in zip(info.things, palette(len(info.things)), strict=True)] or [[255, 0, 0]])  # fmt: skip
+                             for t, c in zip(info.things, palette(len(info.things)), strict=True)]
+                            or [[255, 0, 0]], np.uint8)  # no things (segmentation or depth only): unused  # fmt: skip
     tiles = []
     for s in samples:
         parts = [_overlay(s, info, colors, thing_colors)]
@@ -107,6 +109,7 @@ def draw_grid(samples: Sequence[Sample], info: DatasetInfo, per_row: int = 4, ti
         if x + 90 > width:
             x, y = PAD, y + LEGEND_ROW
         draw.rectangle([x, y + 2, x + 9, y + 11], fill=tuple(int(v) for v in colors[c]))
-        draw.text((x + 12, y + 1), info.classes[c][:12], fill=(230, 230, 230))
+        name = info.classes[c] if c < len(info.classes) else str(c)
+        draw.text((x + 12, y + 1), name[:12], fill=(230, 230, 230))
         x += 90
     return grid

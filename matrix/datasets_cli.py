@@ -1,14 +1,16 @@
 """`tmx datasets`: list, check, export and draw the datasets of a catalog (domains/catalog.py).
 
     tmx datasets                                   # every dataset: domain, tasks, splits, on disk or missing
-    tmx datasets check cityscapes                  # counts per split, class histograms, every problem found
+    tmx datasets check cityscapes                  # counts, class histograms, depth range, every problem found
     tmx datasets export synthetic-driving --format coco --format masks -o out/   # + out/catalog.yaml
     tmx datasets show coco -o grid.png             # samples with their labels overlaid
     tmx datasets gallery -o docs/img               # one grid per procedural domain
 
 The catalog is --catalog FILE (or $TMX_CATALOG), default configs/catalog.yaml.
-Bad input exits with status 2 and one line; `check` lists every problem, then
-exits 2 if there were any.
+Bad input exits with status 2 and one line naming the file, the field and what
+was expected; `check` lists every problem, then a one-line summary, and exits 2
+if there were any. A split whose depth lies mostly outside 0.01-1,000 m is a
+problem: its depth.scale is off.
 """
 
 from __future__ import annotations
@@ -93,9 +95,10 @@ def datasets(ctx: click.Context, catalog_file: str | None) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Check only the first N samples of each split")
 @click.pass_context
 def check(ctx: click.Context, name: str, catalog_file: str | None, splits: tuple[str, ...], limit: int | None) -> None:
-    """Read every sample of dataset NAME: counts per split, class histograms, and every problem found."""
+    """Read every sample of dataset NAME: counts per split, class histograms, depth range, and every problem found."""
     from rich.progress import Progress
 
+    from domains.formats.depth import DepthStats
     from domains.formats.folder import histograms
 
     catalog = _load(ctx, catalog_file)
@@ -118,12 +121,16 @@ def check(ctx: click.Context, name: str, catalog_file: str | None, splits: tuple
             n = min(len(ds), limit) if limit else len(ds)
             info = ds.info
             bar = progress.add_task(f"{name}/{split}", total=n)
+            problems.extend(getattr(ds, "file_problems", ()))
+            depth = DepthStats()
 
-            def samples(ds=ds, n=n, bar=bar):
+            def samples(ds=ds, n=n, bar=bar, depth=depth):
                 checked = ds.iter_checked(n) if hasattr(ds, "iter_checked") else ((ds[i], []) for i in range(n))
                 for sample, found in checked:  # a procedural dataset has no files to check
                     problems.extend(found)
                     progress.advance(bar)
+                    if sample is not None and "depth" in sample:
+                        depth.add(sample["depth"].numpy())
                     yield sample
 
             p, o, read = histograms(samples(), info)
@@ -134,6 +141,11 @@ def check(ctx: click.Context, name: str, catalog_file: str | None, splits: tuple
                 problems.append(f"{catalog.file}: datasets.{name}.splits.{split}.size: {spec.size}; "
                                 f"found {len(ds)} images")  # fmt: skip
             click.echo(f"  {split}: {len(ds)} images{declared}" + (f", {n} checked" if n < len(ds) else ""))
+            if depth.pixels:
+                click.echo(f"  {split} depth: {depth.describe()}")
+                wrong = depth.implausible()
+                if wrong:
+                    problems.append(_depth_problem(catalog, name, split, wrong))
     if info is not None and len(info.classes) and pixels is not None and pixels.sum():
         share = pixels / pixels.sum()
         parts = [f"{c} {100 * share[i]:.1f}%" for i, c in enumerate(info.classes)] + [f"ignore {100 * share[-1]:.1f}%"]
@@ -148,6 +160,21 @@ def check(ctx: click.Context, name: str, catalog_file: str | None, splits: tuple
         files = len({line.split(": ")[0] for line in problems})
         _fail(f"{name}: {len(problems)} problems in {files} files (listed above)")
     click.echo("  no problems found")
+
+
+def _depth_problem(catalog, name: str, split: str, wrong: str) -> str:
+    """The problem line of a split whose depths are implausible: its folder, what was found, the field to fix."""
+    from domains.formats.depth import PLAUSIBLE, metres
+
+    entry = catalog.get(name)
+    expected = f"expected depths between {metres(PLAUSIBLE[0])} and {metres(PLAUSIBLE[1])} m"
+    d, folder = entry.depth, entry.splits[split].depth
+    if d is None or folder is None:  # procedural: the generator's own metres
+        return f"{name}/{split}: depth: {wrong}; {expected}"
+    field = f"datasets.{name}.depth.scale ({d.scale:,.10g})"
+    if d.encoding == "disparity":
+        field += f" and depth.baseline_focal ({d.baseline_focal:,.10g})"
+    return f"{catalog.path(folder)}: depth (split {split}): {wrong}; {expected}: check {catalog.file}: {field}"
 
 
 @datasets.command()
@@ -168,6 +195,7 @@ def export(ctx: click.Context, name: str, catalog_file: str | None, formats: tup
     OUTPUT/catalog.yaml registers the result under NAME, so
     `tmx datasets check NAME --catalog OUTPUT/catalog.yaml` reads it back.
     """
+    from domains.formats import DataError
     from domains.formats.export import ExportError, export_dataset
 
     catalog = _load(ctx, catalog_file)
@@ -179,7 +207,7 @@ def export(ctx: click.Context, name: str, catalog_file: str | None, formats: tup
               for split, spec in entry.splits.items()}  # fmt: skip
     try:
         written = export_dataset(name, entry.domain, opened, Path(output), formats or None, depth_format)
-    except ExportError as e:
+    except (ExportError, DataError) as e:
         _fail(str(e))
     click.echo(f"Wrote {name} to {output}: " + ", ".join(f"{s} {n} samples" for s, n in written.items())
                + f"; read it back with: tmx datasets check {name} --catalog {Path(output) / 'catalog.yaml'}")  # fmt: skip

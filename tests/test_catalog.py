@@ -13,6 +13,7 @@ from matrix.cli import main
 from matrix.jobs import dataset
 from matrix.plan import plan
 from matrix.spec import SpecError, load_study
+from matrix.store import Storage
 
 CATALOG = """\
 root: data
@@ -173,15 +174,16 @@ def test_catalog_keys_follow_the_entry_not_its_location(study_dir, tmp_path_fact
 def test_jobs_open_catalog_datasets_and_refuse_a_changed_entry(study_dir):
     jobs = plan(load_study(study_dir / "study.yaml"))
     job = next(j for j in jobs if j.kind == "baseline" and j.train.dataset == "street")
-    ds = dataset(job.train, 16)
+    storage = Storage(study_dir / "store")
+    ds = dataset(job.train, 16, storage)
     assert len(ds) == 4 and ds.info.classes == ("road", "car") and ds.info.domain == "driving"
     s = ds[0]
     assert s["image"].shape == (3, 16, 16) and s["segmentation"].shape == (16, 16) and s["depth"].dtype.is_floating_point
     room = next(j for j in jobs if j.kind == "source" and j.train.dataset == "room")
-    assert len(dataset(room.train, 16)) == 40 and dataset(room.train, 16)[0]["depth"].shape == (16, 16)
+    assert len(dataset(room.train, 16, storage)) == 40 and dataset(room.train, 16, storage)[0]["depth"].shape == (16, 16)
     (study_dir / "catalog.yaml").write_text(CATALOG.replace("classes: [road, car]", "classes: [road, vehicle]"))
     with pytest.raises(CatalogError, match="datasets.street: changed since the study was planned"):
-        dataset(job.train, 16)
+        dataset(job.train, 16, storage)  # even with the split decoded as planned in the cache
 
 
 @pytest.mark.parametrize(

@@ -275,3 +275,196 @@ def test_show_draws_a_grid(tmp_path):
     assert result.exit_code == 0, result.output
     img = Image.open(out)
     assert img.width > 2 * 32 and img.height > 32
+
+
+# -- regressions: real files the readers met (issue 13, item 5) ------------------------------------
+
+
+def _plain_coco(root, kind):
+    """A COCO file without keypoints: boxes only, polygons only (no bbox) or RLE only (no bbox)."""
+    rng = np.random.default_rng(1)
+    _png(root / "img" / "a.png", rng.integers(0, 255, (H, W, 3), dtype=np.uint8))
+    car = np.zeros((H, W), bool)
+    car[10:16, 20:28] = True
+    ann = {"id": 1, "image_id": 1, "category_id": 3, "iscrowd": 0}
+    if kind == "boxes":
+        ann |= {"bbox": [20, 10, 8, 6], "area": 48}
+    elif kind == "polygons":
+        ann |= {"segmentation": [[20, 10, 28, 10, 28, 16, 20, 16]]}
+    else:
+        ann |= {"segmentation": _rle(car)}
+    data = {"images": [{"id": 1, "file_name": "a.png", "width": W, "height": H}],
+            "categories": [{"id": 3, "name": "car"}], "annotations": [ann]}  # fmt: skip
+    (root / "ann.json").write_text(json.dumps(data))
+    tasks = "[detection]" if kind == "boxes" else "[detection, segmentation]"
+    (root / "cat.yaml").write_text(f"datasets:\n  plain:\n    domain: driving\n    tasks: {tasks}\n"
+                                   "    splits: {val: {images: img, coco: ann.json}}\n")  # fmt: skip
+    return load_catalog(root / "cat.yaml")
+
+
+@pytest.mark.parametrize("kind", ["boxes", "polygons", "rle"])
+def test_coco_without_keypoints_loads_for_detection_and_segmentation(tmp_path, kind):
+    catalog = _plain_coco(tmp_path, kind)
+    s = catalog.open("plain", "val", None)[0]
+    assert "keypoints" not in s and s["labels"].tolist() == [0]
+    assert s["boxes"].tolist() == [[20, 10, 28, 16]]  # from the bbox, or around the polygon / RLE without one
+    if kind != "boxes":
+        assert (s["segmentation"][10:16, 20:28] == 1).all() and int((s["segmentation"] == 1).sum()) == 48
+    runner, cat = CliRunner(), str(catalog.file)
+    for args in (["check", "plain"], ["show", "plain", "-o", str(tmp_path / "g.png"), "--image-size", "32"],
+                 ["export", "plain", "-o", str(tmp_path / "out"), "--image-size", "32"]):  # fmt: skip
+        result = runner.invoke(main, ["datasets", *args, "--catalog", cat])
+        assert result.exit_code == 0, (args, result.output, result.exception)
+    back = load_catalog(tmp_path / "out" / "catalog.yaml").open("plain", "val", 32)[0]
+    assert torch.equal(back["boxes"], catalog.open("plain", "val", 32)[0]["boxes"])
+
+
+@pytest.mark.parametrize("tasks", ["[segmentation]", "[depth]", "[segmentation, depth]"])
+def test_show_draws_segmentation_only_and_depth_only_entries(tmp_path, tasks):
+    catalog = _masks_catalog(tmp_path)
+    (tmp_path / "cat.yaml").write_text(catalog.file.read_text().replace("[segmentation, depth]", tasks))
+    out = tmp_path / "grid.png"
+    result = CliRunner().invoke(main, ["datasets", "show", "m", "--catalog", str(catalog.file), "-o", str(out),
+                                       "--image-size", "32"])  # fmt: skip
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert Image.open(out).width > 32
+
+
+@pytest.mark.parametrize("tasks", ["[detection]", "[keypoints]", "[segmentation]", "[detection, keypoints, segmentation]"])
+def test_show_draws_each_coco_task_type_alone(tmp_path, tasks):
+    catalog = make_coco(tmp_path)
+    (tmp_path / "cat.yaml").write_text(catalog.file.read_text().replace("[detection, keypoints, segmentation]", tasks))
+    result = CliRunner().invoke(main, ["datasets", "show", "toy", "--catalog", str(catalog.file), "-o",
+                                       str(tmp_path / "grid.png"), "--image-size", "32"])  # fmt: skip
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert (tmp_path / "grid.png").is_file()
+
+
+def _depth_png_catalog(root, scale):
+    """Two images with 16-bit depth PNGs in millimetres (0.5-4 m), declared at `scale`."""
+    for i in range(2):
+        _png(root / "img" / f"{i}.png", np.zeros((H, W, 3), np.uint8))
+        mm = np.linspace(500, 4000, H * W).reshape(H, W).astype(np.uint16)
+        mm[0] = 0  # a row of invalid pixels
+        _png(root / "depth" / f"{i}.png", mm)
+    (root / "cat.yaml").write_text("datasets:\n  nyu:\n    domain: indoor\n    tasks: [depth]\n"
+                                   f"    depth: {{scale: {scale}}}\n"
+                                   "    splits: {val: {images: img, depth: depth}}\n")  # fmt: skip
+    return root / "cat.yaml"
+
+
+def test_check_reports_the_depth_range_in_metres(tmp_path):
+    result = CliRunner().invoke(main, ["datasets", "check", "nyu", "--catalog", str(_depth_png_catalog(tmp_path, 1000))])
+    assert result.exit_code == 0, result.output
+    line = next(ln for ln in result.stdout.splitlines() if "val depth" in ln)
+    assert "median 2.33 m" in line and "1st-99th percentile 0.704-3.96 m" in line, line  # numpy: 2.337, 0.708, 3.966
+    assert "95% of pixels valid" in line, line
+
+
+@pytest.mark.parametrize("scale, shown", [(1, "median 2,330 m; 90% of valid pixels above 1,000 m"),
+                                          (1_000_000, "median 0.00233 m; 100% of valid pixels below 0.01 m")])  # fmt: skip
+def test_check_fails_a_depth_scale_1000x_off(tmp_path, scale, shown):
+    cat = _depth_png_catalog(tmp_path, scale)
+    result = CliRunner().invoke(main, ["datasets", "check", "nyu", "--catalog", str(cat)])
+    assert result.exit_code == 2, result.output
+    problems = [ln for ln in result.stdout.splitlines() if ln.startswith("  problem: ")]
+    assert problems == [f"  problem: {tmp_path / 'depth'}: depth (split val): {shown}; expected depths between 0.01 "
+                        f"and 1,000 m: check {cat}: datasets.nyu.depth.scale ({scale:,})"], result.stdout  # fmt: skip
+    assert result.stderr.strip() == "tmx: nyu: 1 problems in 1 files (listed above)"
+
+
+def test_coco_annotations_of_unknown_images_and_missing_image_files_are_problems(tmp_path):
+    catalog = make_coco(tmp_path)
+    data = json.loads((tmp_path / "ann.json").read_text())
+    data["annotations"] += [{"id": 7, "image_id": 40, "category_id": 3, "bbox": [1, 1, 2, 2]},
+                            {"id": 8, "image_id": "b.png", "category_id": 3, "bbox": [1, 1, 2, 2]}]  # fmt: skip
+    data["images"].append({"id": 5, "file_name": "sub/gone.png", "width": W, "height": H})
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    json_file = tmp_path / "ann.json"
+    result = CliRunner().invoke(main, ["datasets", "check", "toy", "--catalog", str(catalog.file)])
+    assert result.exit_code == 2
+    problems = [ln.removeprefix("  problem: ") for ln in result.stdout.splitlines() if ln.startswith("  problem: ")]
+    assert problems == [
+        f"{json_file}: annotation 7: image_id 40 is not among the images; expected the id of an `images` entry",
+        f"{json_file}: annotation 8: image_id 'b.png' is not among the images; expected the id of an `images` entry",
+        f"{json_file}: images[2]: file_name 'sub/gone.png': no such file {tmp_path / 'img' / 'sub' / 'gone.png'}; "
+        f"expected the image under {tmp_path / 'img'}",
+    ], result.stdout  # fmt: skip
+    assert result.stderr.strip() == "tmx: toy: 3 problems in 1 files (listed above)"
+    with pytest.raises(DataError) as e:  # reading (show, export, training) stops at the first, in one line
+        catalog.open("toy", "val", None)[0]
+    assert str(e.value).startswith(f"{json_file}: annotation 7: image_id 40") and "\n" not in str(e.value)
+    result = CliRunner().invoke(main, ["datasets", "export", "toy", "--catalog", str(catalog.file), "-o",
+                                       str(tmp_path / "out"), "--image-size", "16"])  # fmt: skip
+    assert result.exit_code == 2 and result.stderr.startswith(f"tmx: {json_file}: annotation 7: ")
+    assert result.stderr.strip().endswith("(and 1 more problem: tmx datasets check lists them)")
+
+
+@pytest.mark.parametrize(
+    "keypoints, expected",
+    [
+        ("{sigmas: [0.1, 0.1]}", "datasets.toy.keypoints.sigmas: 2 values; expected 3, one per keypoint of 'person'"),
+        ("{flip_pairs: [[left_eye, right_ear]]}",
+         "datasets.toy.keypoints.flip_pairs: 'right_ear' is not a keypoint of 'person'"),
+    ],
+)  # fmt: skip
+def test_keypoint_spec_errors_name_the_catalog_and_field(tmp_path, keypoints, expected):
+    catalog = make_coco(tmp_path)
+    text = catalog.file.read_text().replace("    splits:", f"    keypoints: {keypoints}\n    splits:")
+    catalog.file.write_text(text)
+    with pytest.raises(DataError) as e:
+        load_catalog(catalog.file).open("toy", "val", None)
+    assert str(e.value).startswith(f"{catalog.file}: {expected}") and "\n" not in str(e.value)
+    assert str(tmp_path / "ann.json") in str(e.value)  # and where the keypoints were declared
+    for args in (["check", "toy"], ["show", "toy", "-o", str(tmp_path / "g.png")]):
+        result = CliRunner().invoke(main, ["datasets", *args, "--catalog", str(catalog.file)])
+        assert result.exit_code == 2 and result.stderr.strip() == f"tmx: {e.value}", result.output
+
+
+def test_a_non_person_keypoint_schema(tmp_path):
+    names = ["ear_tip_left", "ear_tip_right", "nose", "paw-left", "paw-right"]
+    catalog = make_coco(tmp_path)
+    data = json.loads((tmp_path / "ann.json").read_text())
+    data["categories"][0] = {"id": 1, "name": "animal", "keypoints": names, "skeleton": [[1, 3], [2, 3]]}
+    data["annotations"][0]["keypoints"] = [5, 6, 2, 7, 7, 1, 9, 9, 2, 3, 12, 2, 0, 0, 0]
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    ds = catalog.open("toy", "val", None)
+    kp = ds.info.keypoints
+    assert kp.category == "animal" and kp.names == tuple(names) and kp.flip_pairs == ((0, 1), (3, 4))
+    assert kp.sigmas == () and kp.oks_sigmas() == (0.05,) * 5  # none given: 0.05 each
+    assert ds[0]["keypoints"][0].tolist() == [[5, 6, 2], [7, 7, 1], [9, 9, 2], [3, 12, 2], [0, 0, 0]]
+    sigmas = "    keypoints: {sigmas: [.1, .2, .3, .4, .5]}\n    splits:"
+    catalog.file.write_text(catalog.file.read_text().replace("    splits:", sigmas))
+    assert load_catalog(catalog.file).open("toy", "val", None).info.keypoints.oks_sigmas() == (.1, .2, .3, .4, .5)
+
+
+def test_coco_images_with_a_bad_size_or_a_repeated_file_name(tmp_path):
+    catalog = make_coco(tmp_path)
+    data = json.loads((tmp_path / "ann.json").read_text())
+    data["images"].append({"id": 9, "file_name": "a.png", "width": W, "height": H})
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    ds = catalog.open("toy", "val", None)
+    assert ds.file_problems == [f"{tmp_path / 'ann.json'}: images[2]: file_name 'a.png' repeats images[0]'s; expected "
+                                f"each image once (merge their annotations under one id)"]  # fmt: skip
+    data["images"][1]["height"] = None
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"ann.json: images\[1\]: width x height 30xNone; expected the image's size"):
+        catalog.open("toy", "val", None)
+
+
+def test_mask_ids_naming_an_unknown_class_name_the_catalog_field(tmp_path):
+    catalog = _masks_catalog(tmp_path)
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    text = catalog.file.read_text().replace("masks: {classes: [a, b]}", "masks: {classes_file: classes.txt, ids: {1: c}}")
+    catalog.file.write_text(text)
+    with pytest.raises(DataError) as e:
+        load_catalog(catalog.file).open("m", "train", None)
+    assert str(e.value).startswith(f"{catalog.file}: datasets.m.masks.ids: class 'c' is not one of the classes")
+
+
+def test_export_of_depth_too_deep_for_a_16_bit_png_is_one_line(tmp_path):
+    _masks_catalog(tmp_path)
+    np.save(tmp_path / "depth" / "0.npy", np.full((H, W), 300.0, np.float32))  # 300 m > 65535 / 256
+    result = CliRunner().invoke(main, ["datasets", "export", "m", "--catalog", str(tmp_path / "cat.yaml"), "-o",
+                                       str(tmp_path / "out"), "--image-size", "16", "--depth-format", "png"])  # fmt: skip
+    assert result.exit_code == 2 and "does not fit a 16-bit PNG at scale 256; expected --depth-format npy" in result.stderr

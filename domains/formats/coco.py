@@ -3,15 +3,22 @@
     coco = CocoFile.load(Path("annotations/person_keypoints_val2017.json"))
     coco.things                      # category names, by category id: `labels` index into them
     coco.keypoints                   # KeypointSchema of the category that has keypoints, or None
+    coco.problems                    # file-level problems that spoil no image (annotations of unknown images)
     anns = coco.annotations(image)   # the raw annotations of one `images` entry
     boxes, labels, kps = coco.instances(image, anns, report)   # float32 [N, 4] xyxy, int64 [N], float32 [N, K, 3]
     seg = coco.semantic(image, anns, classes, report)          # int64 [H, W]; crowd -> 255
 
 The file is read by pycocotools (`COCO`), masks come from its `annToMask`
 (polygons, RLE and uncompressed RLE alike). Boxes are COCO [x, y, w, h] in
-pixels, turned into xyxy; crowd annotations are not instances (their region is
-ignore, 255, in the semantic mask). Zero-area boxes are dropped. `report`
+pixels, turned into xyxy; an annotation without `bbox` gets the box around its
+`segmentation` (files with only polygons or only RLE). Crowd annotations are not
+instances (their region is ignore, 255, in the semantic mask). Zero-area boxes
+are dropped. Files without keypoints give keypoints [N, 0, 3]. `report`
 receives one line per problem (the caller raises on it, or collects them).
+
+The catalog's keypoint details (flip pairs, OKS sigmas) are checked against the
+file's keypoint names; their errors name where they were declared (`spec_at`,
+e.g. "catalog.yaml: datasets.coco.keypoints"), not the JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from domains.base import IGNORE, KeypointSchema
@@ -71,11 +79,23 @@ class CocoFile:
         if keypoints is not None:
             self.kp_category = next(c for c in self.category_ids if coco.cats[c].get("keypoints"))
         self.images = {str(img["file_name"]): img for img in coco.dataset["images"]}
+        self.image_index = {str(img["file_name"]): i for i, img in enumerate(coco.dataset["images"])}
+        self.problems = [f"{path}: annotation {ann['id']}: image_id {ann['image_id']!r} is not among the images; "
+                         f"expected the id of an `images` entry"
+                         for ann in coco.dataset["annotations"] if ann["image_id"] not in coco.imgs]  # fmt: skip
+        if len(self.images) < len(coco.dataset["images"]):
+            names = [str(img["file_name"]) for img in coco.dataset["images"]]
+            self.problems += [f"{path}: images[{i}]: file_name {n!r} repeats images[{names.index(n)}]'s; expected each "
+                              f"image once (merge their annotations under one id)"
+                              for i, n in enumerate(names) if names.index(n) != i]  # fmt: skip
 
     @classmethod
     def load(cls, path: Path, flip_pairs: Sequence[tuple[str, str]] | None = None,
-             sigmas: Sequence[float] | None = None) -> CocoFile:  # fmt: skip
-        """Read and check the file's structure; DataError (one line) when it is not COCO JSON."""
+             sigmas: Sequence[float] | None = None, spec_at: str = "keypoints") -> CocoFile:  # fmt: skip
+        """Read and check the file's structure; DataError (one line) when it is not COCO JSON.
+
+        `flip_pairs` and `sigmas` come from `spec_at` (e.g. "catalog.yaml: datasets.NAME.keypoints"), which
+        their errors name."""
         if not path.is_file():
             raise DataError(f"{path}: coco: no such file; expected a COCO JSON annotation file")
         try:
@@ -94,16 +114,20 @@ class CocoFile:
                 lacking = [k for k in needs if not isinstance(row, dict) or k not in row]
                 if lacking:
                     raise DataError(f"{path}: {field}[{i}]: missing {', '.join(lacking)}; expected {', '.join(needs)}")
+        for i, img in enumerate(data["images"]):
+            if not all(isinstance(img[k], int | float) and img[k] > 0 for k in ("width", "height")):
+                raise DataError(f"{path}: images[{i}]: width x height {img['width']!r}x{img['height']!r}; "
+                                f"expected the image's size in pixels")  # fmt: skip
         ids = [img["id"] for img in data["images"]]
         if len(set(ids)) != len(ids):
             raise DataError(f"{path}: images: repeated image ids; expected each id once")
         coco = COCO()
         coco.dataset = data
         _quiet(coco.createIndex)
-        return cls(path, coco, cls._schema(path, data["categories"], flip_pairs, sigmas))
+        return cls(path, coco, cls._schema(path, data["categories"], flip_pairs, sigmas, spec_at))
 
     @staticmethod
-    def _schema(path: Path, categories: list[dict], flip_pairs, sigmas) -> KeypointSchema | None:
+    def _schema(path: Path, categories: list[dict], flip_pairs, sigmas, spec_at: str) -> KeypointSchema | None:
         with_kp = [c for c in categories if c.get("keypoints")]
         if not with_kp:
             return None
@@ -124,11 +148,18 @@ class CocoFile:
         else:
             unknown = [n for pair in flip_pairs for n in pair if n not in names]
             if unknown:
-                raise DataError(f"{path}: keypoints.flip_pairs: {unknown[0]!r} is not a keypoint of "
-                                f"{cat['name']!r}; expected one of: {', '.join(names)}")  # fmt: skip
+                raise DataError(f"{spec_at}.flip_pairs: {unknown[0]!r} is not a keypoint of {cat['name']!r} "
+                                f"(in {path}); expected one of: {', '.join(names)}")  # fmt: skip
+            seen = [n for pair in flip_pairs for n in pair]
+            twice = next((n for n in seen if seen.count(n) > 1), None)
+            if twice is not None or any(a == b for a, b in flip_pairs):
+                shown = twice if twice is not None else next(a for a, b in flip_pairs if a == b)
+                raise DataError(f"{spec_at}.flip_pairs: {shown!r} appears twice; expected each keypoint of "
+                                f"{cat['name']!r} in at most one [left, right] pair")  # fmt: skip
             pairs = tuple((names.index(a), names.index(b)) for a, b in flip_pairs)
         if sigmas is not None and len(sigmas) != k:
-            raise DataError(f"{path}: keypoints.sigmas: {len(sigmas)} values; expected {k}, one per keypoint")
+            raise DataError(f"{spec_at}.sigmas: {len(sigmas)} values; expected {k}, one per keypoint of "
+                            f"{cat['name']!r} (in {path}: {', '.join(names)})")  # fmt: skip
         sig = tuple(sigmas) if sigmas is not None else (COCO_PERSON_SIGMAS if names == COCO_PERSON else ())
         return KeypointSchema(str(cat["name"]), names, tuple(skeleton), pairs, sig)
 
@@ -149,6 +180,10 @@ class CocoFile:
             if ann.get("iscrowd", 0):
                 continue
             bbox = ann.get("bbox")
+            if bbox is None and ann.get("segmentation"):
+                bbox = self._segmentation_box(image, ann, where, report)
+                if bbox is None:
+                    continue
             if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int | float) for v in bbox)):
                 report(f"{where}: bbox: {bbox!r}; expected [x, y, width, height] in pixels")
                 continue
@@ -177,8 +212,26 @@ class CocoFile:
             boxes.append((x1, y1, x2, y2))
             labels.append(self.label_of[ann["category_id"]])
             kps.append(points)
-        return (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64),
-                np.asarray(kps, np.float32).reshape(-1, k, 3))  # fmt: skip
+        return (np.asarray(boxes, np.float32).reshape(len(boxes), 4), np.asarray(labels, np.int64),
+                np.asarray(kps, np.float32).reshape(len(kps), k, 3))  # fmt: skip
+
+    def _segmentation_box(self, image: dict, ann: dict, where: str, report: Report) -> list[float] | None:
+        """[x, y, w, h] around an annotation's polygons/RLE (for files without `bbox`); None after a report."""
+        h, w = int(image["height"]), int(image["width"])
+        try:
+            rle = self.coco.annToRLE(ann)
+            size = [int(v) for v in rle["size"]]
+            if isinstance(rle["counts"], str):
+                rle = {"size": size, "counts": rle["counts"].encode()}
+            box = [float(v) for v in mask_utils.toBbox(rle)]
+        except Exception as e:  # pycocotools raises bare exceptions on malformed segmentations
+            report(f"{where}: segmentation: unreadable ({type(e).__name__}: {e}); expected polygons or RLE "
+                   f"(or a bbox)")  # fmt: skip
+            return None
+        if size != [h, w]:
+            report(f"{where}: segmentation: size {size[1]}x{size[0]}; expected the image's {w}x{h}")
+            return None
+        return box
 
     def semantic(self, image: dict, anns: list[dict], background: bool, report: Report) -> np.ndarray:
         """A semantic mask int64 [H, W] from the annotations' polygons/RLE: class = category's position in

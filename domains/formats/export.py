@@ -71,7 +71,10 @@ def export_dataset(name: str, domain: str, splits: Mapping[str, torch.utils.data
             if "masks" in formats:
                 write_mask(out / "masks" / split / f"{stem}.png", s["segmentation"])
             if "depth" in formats:
-                write_depth(out / "depth" / split / f"{stem}{depth_suffix}", s["depth"], PNG_DEPTH_SCALE)
+                try:
+                    write_depth(out / "depth" / split / f"{stem}{depth_suffix}", s["depth"], PNG_DEPTH_SCALE)
+                except ValueError as e:  # deeper than a 16-bit PNG holds at this scale
+                    raise ExportError(f"{e}; expected --depth-format npy") from None
             if "coco" in formats:
                 images.append({"id": i + 1, "file_name": f"{stem}.png", "width": int(w), "height": int(h)})
                 kps = s["keypoints"].numpy() if "keypoints" in s else None

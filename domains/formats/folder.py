@@ -4,10 +4,14 @@
     ds.info                      # DatasetInfo: classes, things, keypoint schema
     ds[0]                        # {"image": [3, S, S], "boxes": [N, 4], ...} or DataError (one line)
     ds.problems()                # every problem in the split, one line each, without stopping
+    ds.file_problems             # the problems that belong to no sample (a COCO annotation of an unknown image)
 
 Samples are the split's images in sorted order (by path under `images`, or by
 file_name in a COCO file); `count` takes the first ones. Every sample is
-resized to image_size x image_size so batches stack.
+resized to image_size x image_size so batches stack. Reading a sample raises
+on the split's first file problem too, so nothing trains on a file that
+`tmx datasets check` would reject. Errors in what the catalog declares name the
+catalog file and the field (`catalog.yaml: datasets.NAME.keypoints.sigmas: ...`).
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ if TYPE_CHECKING:
 
 class FolderDataset(torch.utils.data.Dataset):
     def __init__(self, name: str, entry: Entry, split: str, catalog: Catalog, image_size: int | None,
-                 count: int | None = None) -> None:  # fmt: skip
+                 count: int | None = None, key: str | None = None) -> None:  # fmt: skip
+        """`name` labels the samples' info; `key` is the entry's name in the catalog (default: `name`)."""
         self.name, self.entry, self.split = name, entry, split
+        spec_at = f"{catalog.file}: datasets.{key or name}"
         paths = entry.splits[split]
         self.image_size = image_size
         self.images_dir = catalog.path(paths.images)
@@ -41,7 +47,8 @@ class FolderDataset(torch.utils.data.Dataset):
         self.coco: CocoFile | None = None
         if paths.coco:
             kp = entry.keypoints
-            self.coco = CocoFile.load(catalog.path(paths.coco), kp.flip_pairs if kp else None, kp.sigmas if kp else None)
+            self.coco = CocoFile.load(catalog.path(paths.coco), kp.flip_pairs if kp else None, kp.sigmas if kp else None,
+                                      f"{spec_at}.keypoints")  # fmt: skip
             self.files = sorted(self.coco.images)
         elif paths.list:
             self.files = _listed(catalog.path(paths.list), self.images_dir)
@@ -57,7 +64,7 @@ class FolderDataset(torch.utils.data.Dataset):
         if "segmentation" in self.tasks and self.masks_dir is not None:
             m = entry.masks
             names = () if m.colors else (m.classes or _class_file(catalog.path(m.classes_file)))
-            self.decoder = MaskDecoder(names, m.colors, m.ids, m.offset, m.ignore_colors, m.ignore_ids)
+            self.decoder = MaskDecoder(names, m.colors, m.ids, m.offset, m.ignore_colors, m.ignore_ids, f"{spec_at}.masks")
             classes = self.decoder.classes
         elif "segmentation" in self.tasks and self.coco is not None:
             classes = (("background",) if entry.background else ()) + self.coco.things
@@ -66,12 +73,19 @@ class FolderDataset(torch.utils.data.Dataset):
         things = self.coco.things if self.coco is not None and {"detection", "keypoints"} & set(self.tasks) else ()
         keypoints = self.coco.keypoints if self.coco is not None and "keypoints" in self.tasks else None
         if "keypoints" in self.tasks and keypoints is None:
-            raise DataError(f"{self.coco.path}: categories: no category has keypoints; expected one for task 'keypoints'")
+            raise DataError(f"{self.coco.path}: categories: no category has keypoints; expected one for task "
+                            f"'keypoints' ({spec_at}.tasks)")  # fmt: skip
+        self.file_problems: list[str] = list(self.coco.problems) if self.coco is not None else []
         self.info = DatasetInfo(name=name, domain=entry.domain, tasks=self.tasks, classes=classes,
                                 image_size=image_size or 0, things=things, keypoints=keypoints)  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.files)
+
+    @property
+    def ids(self) -> list[str]:
+        """Each sample's id: its image's path relative to the images folder."""
+        return list(self.files)
 
     def label_path(self, folder: Path, file: str, suffix: str) -> Path:
         """The label file of image `file` (relative to the images folder) in `folder`."""
@@ -86,12 +100,20 @@ class FolderDataset(torch.utils.data.Dataset):
         def report(message: str) -> None:
             raise DataError(message)
 
+        if self.file_problems:
+            more = len(self.file_problems) - 1
+            also = f" (and {more} more problem{'s' if more > 1 else ''}: tmx datasets check lists them)" if more else ""
+            report(self.file_problems[0] + also)
         return self._load(index, report)
 
     def _load(self, index: int, report: Callable[[str], None]) -> Sample | None:
         """Sample `index`; each problem goes to `report` (which raises, or collects and lets this go on)."""
         file = self.files[index]
         path = self.images_dir / file
+        if self.coco is not None and not path.is_file():
+            report(f"{self.coco.path}: images[{self.coco.image_index[file]}]: file_name {file!r}: no such file {path}; "
+                   f"expected the image under {self.images_dir}")  # fmt: skip
+            return None
         try:
             rgb = read_image(path)
         except DataError as e:
@@ -136,8 +158,8 @@ class FolderDataset(torch.utils.data.Dataset):
             yield self._load(i, found.append), found
 
     def problems(self) -> list[str]:
-        """Every problem in the split, one line each."""
-        return [p for _, found in self.iter_checked() for p in found]
+        """Every problem in the split, one line each: the file problems, then each sample's."""
+        return self.file_problems + [p for _, found in self.iter_checked() for p in found]
 
 
 def _listed(list_file: Path, images: Path) -> list[str]:

@@ -35,7 +35,9 @@ class MaskDecoder:
 
     def __init__(self, classes: Sequence[str] = (), colors: Mapping[str, Sequence[int]] | None = None,
                  ids: Mapping[int, str | None] | None = None, offset: int = 0,
-                 ignore_colors: Sequence[Sequence[int]] = (), ignore_ids: Sequence[int] = ()) -> None:  # fmt: skip
+                 ignore_colors: Sequence[Sequence[int]] = (), ignore_ids: Sequence[int] = (),
+                 spec_at: str = "masks") -> None:  # fmt: skip
+        """`spec_at` is where these settings were declared (e.g. "catalog.yaml: datasets.NAME.masks"), for errors."""
         self.colors = dict(colors) if colors else None
         self.classes = tuple(self.colors) if self.colors else tuple(classes)
         self.ids = None
@@ -43,7 +45,7 @@ class MaskDecoder:
             index = {c: i for i, c in enumerate(self.classes)}
             unknown = [n for n in ids.values() if n is not None and n not in index]
             if unknown:
-                raise DataError(f"masks.ids: class {unknown[0]!r} is not one of the classes; expected one of: "
+                raise DataError(f"{spec_at}.ids: class {unknown[0]!r} is not one of the classes; expected one of: "
                                 f"{', '.join(self.classes)}")  # fmt: skip
             self.ids = {int(raw): (IGNORE if name is None else index[name]) for raw, name in ids.items()}
         self.offset, self.ignore_ids = offset, tuple(ignore_ids)
