@@ -69,6 +69,10 @@ def cache_key(ref: DataRef, image_size: int) -> str:
 def dataset(ref: DataRef, image_size: int, storage: Storage, workers: int = 0) -> Subset:
     """The `ref.count` samples `ref` names at `image_size`, read from the storage's decoded-sample cache
     (decoded there first, once per split, by `workers` processes): a seeded, nested subset of the split."""
+    if ref.catalog is not None:  # a cached split was decoded as planned, but an edited entry means: plan again
+        from domains.catalog import planned_entry
+
+        planned_entry(ref.catalog_file, *ref.catalog)
     split = storage.samples.get(cache_key(ref, image_size), partial(reader, ref, image_size), workers)
     if ref.count > len(split):
         where = f"{ref.catalog_file}: datasets.{ref.catalog[0]}.splits.{ref.split}" if ref.catalog else ref.dataset

@@ -126,14 +126,16 @@ class Job:
 
 
 def _ref(study: Study, ds: DatasetSpec | CatalogDatasetSpec, split: str, count: int) -> DataRef:
+    whole = count == study.split_size(ds, split)
+    subset_seed = 0 if whole else study.subset_seed  # a whole split is the same whatever the seed
     if isinstance(ds, CatalogDatasetSpec):
         catalog = study.resolved_catalog
         entry = catalog.get(ds.catalog)
         return DataRef(ds.name, entry.domain, 0, split, count, catalog=(ds.catalog, entry.digest()),
-                       catalog_file=str(catalog.file.resolve()), subset_seed=study.subset_seed)  # fmt: skip
+                       catalog_file=str(catalog.file.resolve()), subset_seed=subset_seed)  # fmt: skip
     blend = (ds.blend.domain, ds.blend.fraction) if ds.blend else None
     return DataRef(ds.name, ds.domain, ds.seed, split, count, blend=blend, pool=getattr(ds, split),
-                   subset_seed=study.subset_seed)  # fmt: skip
+                   subset_seed=subset_seed)  # fmt: skip
 
 
 def plan(study: Study) -> list[Job]:

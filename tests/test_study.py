@@ -1,6 +1,7 @@
 """End to end, as a user runs it: `tmx run` on real local Ray, a real sqlite MLflow store, `tmx report`."""
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -83,6 +84,15 @@ def test_run_track_rerun_and_report(tmp_path):
             moved = json.loads(Path(client.download_artifacts(run.info.run_id, "transfer.json", str(dst))).read_text())
             assert {name.split(".")[0] for name in moved["moved"]} == {"backbone", "neck"}  # heads stay
             assert all(name.startswith("head.") for name in moved["skipped"])
+        dst = tmp_path / "ids" / run.info.run_id
+        dst.mkdir(parents=True)
+        ids = json.loads(Path(client.download_artifacts(run.info.run_id, "train_ids.json", str(dst))).read_text())
+        assert len(ids["ids"]) == job.train.count and len(set(ids["ids"])) == job.train.count
+        assert tags["train_ids_hash"] == hashlib.sha256("\n".join(ids["ids"]).encode()).hexdigest()[:16]
+    # targets train on one seeded random subset of 16 of their 24 images, the same for every job onto them
+    subsets = {by_key[j.key].data.tags["train_ids_hash"] for j in jobs if j.kind != "source" and j.train.dataset == "a"
+               and j.task == "depth"}  # fmt: skip
+    assert len(subsets) == 1
     transfer = next(j for j in jobs if j.kind == "transfer")
     assert by_key[transfer.key].data.tags["upstream_key"] == transfer.upstream
 
@@ -221,7 +231,7 @@ def test_run_against_a_tracking_server(tmp_path):
                                   max_results=1000)  # fmt: skip
         assert len(runs) == 9 and len({r.data.tags["job_key"] for r in runs}) == 9
         transfer = next(r for r in runs if r.data.tags["kind"] == "transfer")
-        assert [a.path for a in client.list_artifacts(transfer.info.run_id)] == ["transfer.json"]
+        assert [a.path for a in client.list_artifacts(transfer.info.run_id)] == ["train_ids.json", "transfer.json"]
         assert not (tmp_path / "outputs" / "tiny" / "mlflow.db").exists()  # nothing went to the local default
 
         again = run_tmx("run", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
