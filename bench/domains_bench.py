@@ -5,7 +5,7 @@ sample with image, segmentation, depth, boxes, labels and keypoints), the
 images/s a training step of `test_resnet` + the segmentation head consumes
 (batch 16), and their ratio: above 1, one core renders faster than one core
 trains. Beside them, the per-sample augmentation (Mensink's rescale, crop,
-flip) and reading back from the shard cache, each as a ratio to training.
+flip) and reading back from the decoded-sample cache (domains/cache.py), each as a ratio to training.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from domains import DOMAINS, SyntheticDataset  # noqa: E402
+from domains.cache import SampleCache  # noqa: E402
 from domains.transforms import augment  # noqa: E402
 from tasks import get_task  # noqa: E402
 from tasks.model import build_model  # noqa: E402
-from tasks.train import Schedule, materialize, train  # noqa: E402
+from tasks.data import InMemory  # noqa: E402
+from tasks.train import Schedule, train  # noqa: E402
 
 
 def render_rate(domain: str, size: int, n: int) -> float:
@@ -47,10 +49,7 @@ def augment_rate(size: int, n: int = 64) -> float:
 
 def cached_rate(size: int, n: int = 128) -> float:
     with tempfile.TemporaryDirectory() as folder:
-        ds = SyntheticDataset("bench", "consumer", "train", n, size, cache=folder)
-        for i in range(n):  # written once
-            ds[i]
-        again = SyntheticDataset("bench", "consumer", "train", n, size, cache=folder)
+        again = SampleCache(folder).get("bench", lambda: SyntheticDataset("bench", "consumer", "train", n, size))
         t0 = time.perf_counter()
         for i in range(n):
             again[i]
@@ -59,7 +58,7 @@ def cached_rate(size: int, n: int = 128) -> float:
 
 def train_rate(size: int, steps: int = 10, batch: int = 16) -> float:
     ds = SyntheticDataset("bench", "driving", "train", 64, size)
-    data = materialize(ds)
+    data = InMemory.of(ds)
     model = build_model("test_resnet", "segmentation", ds.info, seed=0)
     task = get_task("segmentation")
     train(model, task, data, Schedule(steps=2, batch_size=batch), seed=0)  # warm up

@@ -24,7 +24,8 @@ import torch  # noqa: E402
 from domains import SyntheticDataset  # noqa: E402
 from tasks import get_task  # noqa: E402
 from tasks.model import build_model  # noqa: E402
-from tasks.train import LossCurve, Schedule, _lr_factor, materialize, select, train  # noqa: E402
+from tasks.data import InMemory, collate  # noqa: E402
+from tasks.train import LossCurve, Schedule, _lr_factor, train  # noqa: E402
 
 VARIANTS = [("segmentation", {}), ("depth", {}), ("detection", {"detector": "fcos"}),
             ("detection", {"detector": "retinanet"}), ("detection", {"detector": "faster_rcnn"}), ("keypoints", {})]  # fmt: skip
@@ -51,13 +52,13 @@ def plain_loop(model, task, data, sched: Schedule, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=sched.lr, weight_decay=sched.weight_decay)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, sched))
-    n = len(data["image"])
+    n = len(data)
     order, cursor = torch.randperm(n, generator=generator), 0
     model.train()
     for _ in range(sched.steps):
         if cursor + sched.batch_size > n and cursor > 0:
             order, cursor = torch.randperm(n, generator=generator), 0
-        batch = select(data, order[cursor : cursor + sched.batch_size])
+        batch = collate([data[i] for i in order[cursor : cursor + sched.batch_size].tolist()])
         cursor += sched.batch_size
         loss = task.loss(model, batch)
         opt.zero_grad(set_to_none=True)
@@ -69,7 +70,7 @@ def plain_loop(model, task, data, sched: Schedule, seed: int) -> None:
 
 def loop_ratio(task_name: str = "segmentation", size: int = 64, steps: int = 30, rounds: int = 5) -> None:
     ds = SyntheticDataset("bench", "driving", "train", 64, size)
-    data, task = materialize(ds), get_task(task_name)
+    data, task = InMemory.of(ds), get_task(task_name)
     sched = Schedule(steps=steps, batch_size=16)
     ours, plain = [], []
     for r in range(rounds):
@@ -93,7 +94,7 @@ def step_times(sizes=(64, 128), steps: int = 6, batch: int = 8) -> None:
         row = []
         for size in sizes:
             ds = SyntheticDataset("bench", "driving", "train", 32, size)
-            data, task = materialize(ds), get_task(task_name, options)
+            data, task = InMemory.of(ds), get_task(task_name, options)
             model = build_model("test_resnet", task_name, ds.info, seed=0, options=options)
             train(model, task, data, Schedule(steps=2, batch_size=batch), seed=0)  # warm up
             t0 = time.perf_counter()

@@ -145,13 +145,13 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
     local_store = uri.startswith(("sqlite:", "file:", "/"))  # a server decides where artifacts go
     open_tracker = partial(Tracker, uri, study.name, artifact_root=study.out / "mlartifacts" if local_store else None)
     store = Storage(storage or study.out)
-    resources = {kind: r.model_dump(exclude={"loader_workers"}) for kind, r in study.resources.items()}
     try:
         with ThreadPoolExecutor(1) as pool:
             # a new sqlite store takes seconds to create (MLflow's schema migrations): Ray starts meanwhile
             new = uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists()
             tracker = pool.submit(open_tracker) if new and not in_process else open_tracker()
-            summary = run_jobs(jobs, tracker, store, address, max_parallel, in_process=in_process, resources=resources)
+            summary = run_jobs(jobs, tracker, store, address, max_parallel, in_process=in_process,
+                               resources=study.ray_resources())
     except KeyboardInterrupt:
         _fail(f"interrupted: finished jobs are recorded in {uri}; run `tmx run {study_file}` again to go on", 130)
     if summary.launched == 0:

@@ -248,6 +248,10 @@ class Study(Strict):
         tuned = self.finetune_by_task.get(task)
         return self.finetune.model_dump() | (tuned.model_dump(exclude_none=True) if tuned else {})
 
+    def ray_resources(self) -> dict[str, dict[str, float]]:
+        """What each job of a kind asks Ray for (matrix.scheduler.run_jobs' `resources`)."""
+        return {kind: r.model_dump(include={"num_cpus", "num_gpus"}) for kind, r in self.resources.items()}
+
     def loader_workers(self, kind: str) -> int:
         """DataLoader worker processes for a job of `kind`: `resources.KIND.loader_workers`, else num_cpus - 1."""
         spec = self.resources.get(kind, ResourceSpec())

@@ -37,7 +37,7 @@ def test_a_kind_asking_for_two_cpus_runs_alone_on_a_two_cpu_cluster(tmp_path):
     jobs = plan(study)
     assert [j.kind for j in jobs].count("transfer") == 2 and [j.kind for j in jobs].count("source") == 2
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "res", artifact_root=tmp_path / "art")
-    resources = {kind: r.model_dump() for kind, r in study.resources.items()}
+    resources = study.ray_resources()
     running, stop = set(), threading.Event()
 
     def watch() -> None:  # what `tmx status` reads while the study runs
