@@ -135,7 +135,7 @@ def test_mm_model_on_the_shared_backbone_trains_and_is_scored_by_our_metric(task
     assert task.primary_metric in metrics and all(isinstance(v, float) for v in metrics.values())
     model.eval()
     with torch.no_grad():
-        predictions = task.predict(model, {k: v[:2] for k, v in data.items()})
+        predictions = task.predict(model, collate(data.samples[:2]))
     if task_name == "detection":
         assert -1.0 <= metrics["ap"] <= 1.0 and len(predictions) == 2
         for p in predictions:
@@ -146,7 +146,7 @@ def test_mm_model_on_the_shared_backbone_trains_and_is_scored_by_our_metric(task
         assert 0.0 <= metrics["miou"] <= 1.0
         assert predictions.shape == (2, len(info.classes), SIZE, SIZE)
         metric = MeanIoU(len(info.classes))
-        metric.update(predictions, {k: v[:2] for k, v in data.items()})
+        metric.update(predictions, collate(data.samples[:2]))
         assert metric.compute()["pixel_acc"] > 0
 
 
