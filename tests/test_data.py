@@ -58,6 +58,21 @@ def test_shards_are_plain_webdataset_tars(tmp_path):
     assert np.array_equal(image, (_synthetic(5)[3]["image"] * 255).round().to(torch.uint8).numpy())
 
 
+def test_webdataset_reads_the_shards(tmp_path):
+    """The shards are WebDataset's format: its own loader yields our samples, field by field."""
+    import webdataset as wds
+
+    cached = SampleCache(tmp_path).get("k1", partial(_synthetic, 6))
+    direct = _synthetic(6)
+    read = list(wds.WebDataset(str(tmp_path / "k1" / "shard-000000.tar"), shardshuffle=False).decode())
+    assert [s["__key__"] for s in read] == [f"{i:08d}" for i in range(6)]
+    for i, s in enumerate(read):
+        assert s["id.txt"] == cached.ids[i] == f"train/{i}"
+        assert np.array_equal(s["image.npy"], (direct[i]["image"] * 255).round().to(torch.uint8).numpy())
+        for key in ("segmentation", "depth", "boxes", "labels", "keypoints"):
+            assert np.array_equal(s[f"{key}.npy"], direct[i][key].numpy()), key
+
+
 BUILDER = """
 import sys
 from domains import SyntheticDataset
