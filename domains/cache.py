@@ -282,13 +282,19 @@ def _remote(root: str) -> bool:
     return "://" in root and not root.startswith("file://")
 
 
+def storage_root(root: str | Path) -> tuple[bool, str]:
+    """(remote?, the root as used): an fsspec URI as given, a local folder made absolute (workers may run
+    in another folder)."""
+    root = str(root)
+    remote = _remote(root)
+    return remote, root.rstrip("/") if remote else str(Path(root.removeprefix("file://")).resolve())
+
+
 class SampleCache:
     """Decoded splits under a storage root (a local folder or an fsspec URI), by content key."""
 
     def __init__(self, root: str | Path) -> None:
-        root = str(root)
-        self.remote = _remote(root)
-        self.root = root.rstrip("/") if self.remote else str(Path(root.removeprefix("file://")).resolve())
+        self.remote, self.root = storage_root(root)
 
     def location(self, key: str) -> str:
         return f"{self.root}/{key}"

@@ -125,9 +125,9 @@ class Job:
         }
 
 
-def _ref(study: Study, ds: DatasetSpec | CatalogDatasetSpec, split: str, count: int) -> DataRef:
-    whole = count == study.split_size(ds, split)
-    subset_seed = 0 if whole else study.subset_seed  # a whole split is the same whatever the seed
+def _ref(study: Study, ds: DatasetSpec | CatalogDatasetSpec, split: str, count: int, whole: int) -> DataRef:
+    """`count` of the `whole` images of `split` (all of them: the same whatever the subset seed)."""
+    subset_seed = 0 if count == whole else study.subset_seed
     if isinstance(ds, CatalogDatasetSpec):
         catalog = study.resolved_catalog
         entry = catalog.get(ds.catalog)
@@ -157,16 +157,23 @@ def plan(study: Study) -> list[Job]:
     root_key = root.key if root else None
 
     pairs = [(ds, task) for ds in study.datasets for task in study.dataset_tasks(ds)]
+    # images used from each split, counted once (a catalog split without a declared size is counted on disk)
+    sizes = {(ds.name, split): study.split_size(ds, split) for ds in {ds.name: ds for ds, _ in pairs}.values()
+             for split in ("train", "val")}  # fmt: skip
+
+    def ref(ds: DatasetSpec | CatalogDatasetSpec, split: str, count: int | None = None) -> DataRef:
+        whole = sizes[(ds.name, split)]
+        return _ref(study, ds, split, whole if count is None else count, whole)
+
     sources = {}
     for ds, task in pairs:
         if ds.role == "target":
             continue
-        n_train = study.split_size(ds, "train")
-        ref = _ref(study, ds, "train", n_train)
+        train = ref(ds, "train")
         src = Job(
-            kind="source", task=task, train=ref, eval=_ref(study, ds, "val", study.split_size(ds, "val")),
+            kind="source", task=task, train=train, eval=ref(ds, "val"),
             schedule=study.source.model_dump(), seed=study.source_seed, upstream=root_key,
-            source=Source(ds.name, ref.domain_label, task, n_train, (ref.domain_label,)), **common,
+            source=Source(ds.name, train.domain_label, task, train.count, (train.domain_label,)), **common,
         )  # fmt: skip
         sources[(ds.name, task)] = src
         jobs.append(src)
@@ -176,8 +183,7 @@ def plan(study: Study) -> list[Job]:
             for ds, task in pairs:
                 if ds.role == "source":
                     continue
-                target = {"task": task, "train": _ref(study, ds, "train", size),
-                          "eval": _ref(study, ds, "val", study.split_size(ds, "val")),
+                target = {"task": task, "train": ref(ds, "train", size), "eval": ref(ds, "val"),
                           "schedule": study.finetune_for(task), "seed": seed, **common}  # fmt: skip
                 jobs.append(Job(kind="baseline", upstream=root_key, **target))
                 if study.scratch and study.init != "scratch":

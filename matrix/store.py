@@ -21,15 +21,12 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from domains.cache import TMP_SUFFIX, SampleCache, atomic_file, sweep
+from domains.cache import TMP_SUFFIX, SampleCache, atomic_file, storage_root, sweep
 
 
 class Storage:
     def __init__(self, root: str | Path) -> None:
-        root = str(root)
-        self.remote = "://" in root and not root.startswith("file://")
-        # a local root is made absolute: workers may run in another folder
-        self.root = root.rstrip("/") if self.remote else str(Path(root.removeprefix("file://")).resolve())
+        self.remote, self.root = storage_root(root)
         self.samples = SampleCache(f"{self.root}/data")
 
     def path(self, key: str) -> str:
