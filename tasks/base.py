@@ -28,6 +28,11 @@ class FeatureInfo(Protocol):
     def reduction(self) -> list[int]: ...
 
 
+class EmptySplitError(ValueError):
+    """A split with nothing to score (no valid depth pixel, no ground-truth object): its metric is undefined.
+    The job that meets it fails naming the dataset and split, rather than reporting a number."""
+
+
 class Metric(Protocol):
     """Accumulates over a whole split; `compute` returns flat `{name: float}`."""
 
@@ -63,6 +68,9 @@ class Task:
     def label_space(self, info: DatasetInfo) -> tuple[str, ...]:
         """The names a head's outputs index: a head transfers only between equal label spaces."""
         return info.classes
+
+    def prepare(self, model: nn.Module, data: torch.utils.data.Dataset, workers: int = 0) -> None:
+        """Set what a fresh head should start from, given the training data (e.g. its typical depth). Default: nothing."""
 
 
 class DenseTask(Task):

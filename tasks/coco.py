@@ -9,8 +9,8 @@ and, for keypoints, `keypoints` [N, K, 3]); labels are ids into the label space,
 and category ids in the COCO structures are those ids + 1. Keypoint AP uses the
 dataset's own OKS sigmas, and each object's area is its box area (the
 procedural and box-only datasets have no segment areas). A split with no
-ground-truth object gives AP = -1 (pycocotools' "undefined"); with objects but
-no predictions, AP = 0.
+ground-truth object raises EmptySplitError (AP is undefined there; pycocotools
+would say -1); with objects but no predictions, AP = 0.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+
+from tasks.base import EmptySplitError
 
 # the first six of COCOeval.stats, the same for both iou types
 NAMES = ("ap", "ap50", "ap75", "ap_small", "ap_medium", "ap_large")
@@ -94,7 +96,9 @@ class CocoAP:
 
     def compute(self) -> dict[str, float]:
         names = NAMES if self.iou_type == "bbox" else KEYPOINT_NAMES
+        if not self.gt:
+            raise EmptySplitError(f"no ground-truth object of {', '.join(self.categories)}: AP is undefined")
         ev = self.coco_eval()
         if ev is None:
-            return {n: (0.0 if self.gt else -1.0) for n in names}
+            return {n: 0.0 for n in names}
         return {n: float(v) for n, v in zip(names, ev.stats, strict=False)}

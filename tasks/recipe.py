@@ -66,6 +66,8 @@ def run_recipe(recipe: Recipe, train_data: torch.utils.data.Dataset, eval_data: 
     if upstream is not None:
         report = transfer(model, upstream, head=recipe.model.get("transfer_head", False), task=recipe.task,
                           label_space=label_space)  # fmt: skip
+    if not report.head_moved:
+        task.prepare(model, train_data, recipe.workers)
     steps = recipe.schedule.steps
     curve = LossCurve(every=max(1, steps // 20))
     evaluation = Evaluate(task, eval_data, lambda: task.metric(info), workers=recipe.workers)

@@ -25,6 +25,11 @@ class TransferReport:
     moved: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # "name: reason"
 
+    @property
+    def head_moved(self) -> bool:
+        """Whether any head tensor came from the checkpoint (a fresh head is then not prepared)."""
+        return any(name.startswith("head.") for name in self.moved)
+
 
 def save_checkpoint(model: nn.Module, file: str | Path | BinaryIO, meta: dict[str, Any]) -> str | Path | BinaryIO:
     """Write {state_dict, meta} to `file` (a path or a binary file) and return it. Not atomic by itself:

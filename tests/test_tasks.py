@@ -12,6 +12,7 @@ from torchmetrics.detection import MeanAveragePrecision
 from domains import DatasetInfo, KeypointSchema, SyntheticDataset
 from tasks import TASKS, get_task
 from tasks.backbone import WeightsNotFoundError, create_backbone
+from tasks.base import EmptySplitError
 from tasks.coco import CocoAP
 from tasks.depth import SI_LAMBDA, DepthErrors
 from tasks.detection import DETECTORS
@@ -232,7 +233,8 @@ def test_ap_without_objects_or_predictions():
     none = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "scores": torch.zeros(0)}]
     m = CocoAP("bbox", ("a",))
     m.update(none, empty)
-    assert m.compute()["ap"] == -1.0  # undefined: nothing to find
+    with pytest.raises(EmptySplitError, match="no ground-truth object of a: AP is undefined"):
+        m.compute()
     m = CocoAP("bbox", ("a",))
     m.update(none, dict(empty, boxes=[torch.tensor([[1.0, 1, 9, 9]])], labels=[torch.tensor([0])]))
     assert m.compute()["ap"] == 0.0
