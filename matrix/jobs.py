@@ -3,7 +3,8 @@
 The scheduler calls it inside a Ray task; tests may call it in-process. It
 turns a Job into a training recipe (tasks/recipe.py) and its data: each
 split decoded once into the storage's sample cache (domains/cache.py), the
-job's subset drawn from it. The only durable outputs are the returned result
+job's subset drawn from it (a multi-source's: its datasets' splits, mixed by
+domains/mixture.py). The only durable outputs are the returned result
 (the tracker logs it), the decoded splits, and for jobs that others build on,
 a checkpoint written atomically to the storage.
 """
@@ -21,8 +22,10 @@ import torch
 from domains import SyntheticDataset
 from domains.base import nested_subset
 from domains.cache import code_version, content_key
+from domains.mixture import Mixture
 from matrix.plan import DataRef, Job
 from matrix.store import Storage
+from tasks.base import EmptySplitError
 from tasks.data import Subset
 from tasks.recipe import Recipe, run_recipe
 from tasks.train import Schedule
@@ -66,9 +69,13 @@ def cache_key(ref: DataRef, image_size: int) -> str:
                        image_size, code_version(here, here / "synthetic"))  # fmt: skip
 
 
-def dataset(ref: DataRef, image_size: int, storage: Storage, workers: int = 0) -> Subset:
+def dataset(ref: DataRef, image_size: int, storage: Storage, workers: int = 0) -> Subset | Mixture:
     """The `ref.count` samples `ref` names at `image_size`, read from the storage's decoded-sample cache
-    (decoded there first, once per split, by `workers` processes): a seeded, nested subset of the split."""
+    (decoded there first, once per split, by `workers` processes): a seeded, nested subset of the split;
+    for a mixture (a multi-source's data), its parts so read, drawn with their weights (domains/mixture.py)."""
+    if ref.parts:
+        parts = [(part.dataset, dataset(part, image_size, storage, workers)) for part, _ in ref.parts]
+        return Mixture(ref.dataset, parts, [weight for _, weight in ref.parts], ref.count, ref.subset_seed)
     if ref.catalog is not None:  # a cached split was decoded as planned, but an edited entry means: plan again
         from domains.catalog import planned_entry
 
@@ -80,12 +87,46 @@ def dataset(ref: DataRef, image_size: int, storage: Storage, workers: int = 0) -
     return Subset(split, nested_subset(len(split), ref.count, ref.subset_seed))
 
 
+def job_data(job: Job, storage: Storage) -> tuple[Subset | Mixture, Subset | Mixture]:
+    """The samples `job` trains on and those it is evaluated on (see `dataset`); a mixture that lacks the
+    job's task type (parts without its labels, or with different keypoint schemas) is refused here."""
+    train_data = dataset(job.train, job.image_size, storage, job.loader_workers)
+    eval_data = dataset(job.eval, job.image_size, storage, job.loader_workers)
+    for data in (train_data, eval_data):
+        if isinstance(data, Mixture):
+            data.check_task(job.task)
+    return train_data, eval_data
+
+
+@contextlib.contextmanager
+def _naming_the_split(job: Job):
+    """An undefined metric (tasks.base.EmptySplitError) fails the job naming the dataset and split it scored."""
+    try:
+        yield
+    except EmptySplitError as e:
+        raise EmptySplitError(f"{job.eval.dataset} ({job.eval.split} split, {job.task}): {e}") from None
+
+
+def reference(job: Job, store: Storage) -> JobResult:
+    """What the trivial predictor of `job.task`, fitted on the job's training subset, scores on its eval split."""
+    from tasks.reference import fit_and_score
+
+    started = time.time()
+    train_data, eval_data = job_data(job, store)
+    with _naming_the_split(job):
+        outcome = fit_and_score(job.task, train_data, eval_data, job.model, workers=job.loader_workers)
+    return JobResult(key=job.key, metrics=outcome.metrics, primary_metric=outcome.primary_metric,
+                     higher_is_better=outcome.higher_is_better, started=started, ended=time.time(),
+                     train_ids=train_data.ids)  # fmt: skip
+
+
 def execute(job: Job, upstream: JobResult | None, store: Storage) -> JobResult:
     """Train `job` (from `upstream`'s checkpoint when it has one), evaluate it, return its result."""
+    if job.kind == "reference":
+        return reference(job, store)
     started = time.time()
     workers = job.loader_workers
-    train_data = dataset(job.train, job.image_size, store, workers)
-    eval_data = dataset(job.eval, job.image_size, store, workers)
+    train_data, eval_data = job_data(job, store)
     fresh_init = "imagenet" if job.init == "imagenet" and job.upstream is None else "scratch"
     recipe = Recipe(task=job.task, backbone=job.backbone, schedule=Schedule(**job.schedule), seed=job.seed,
                     image_size=job.image_size, init=fresh_init, model=job.model, workers=workers)  # fmt: skip
@@ -96,7 +137,8 @@ def execute(job: Job, upstream: JobResult | None, store: Storage) -> JobResult:
             if upstream is None or upstream.checkpoint is None:
                 raise RuntimeError(f"{job.name}: upstream job {job.upstream} left no checkpoint")
             weights = stack.enter_context(store.open(upstream.checkpoint))
-        outcome = run_recipe(recipe, train_data, eval_data, upstream=weights, save=save)
+        with _naming_the_split(job):
+            outcome = run_recipe(recipe, train_data, eval_data, upstream=weights, save=save)
     return JobResult(
         key=job.key, metrics=outcome.metrics, primary_metric=outcome.primary_metric,
         higher_is_better=outcome.higher_is_better, checkpoint=store.path(job.key) if save else None,

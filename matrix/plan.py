@@ -18,9 +18,9 @@ from typing import Any, Literal
 from domains import MIXED
 from matrix.spec import CatalogDatasetSpec, DatasetSpec, Study
 
-PROTOCOL = 2  # bump when the meaning of a job changes, so old results are not reused
-KINDS = ("pretrain", "source", "transfer", "baseline", "scratch")
-Kind = Literal["pretrain", "source", "transfer", "baseline", "scratch"]
+PROTOCOL = 3  # bump when the meaning of a job changes, so old results are not reused
+KINDS = ("pretrain", "source", "transfer", "baseline", "scratch", "reference")
+Kind = Literal["pretrain", "source", "transfer", "baseline", "scratch", "reference"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,12 @@ class DataRef:
     split has `pool` samples; a catalog split has the images on disk. A catalog dataset's ref carries (entry name, entry content hash) in `catalog`, part of
     the job key, and the catalog file's absolute path in `catalog_file`, which is not: a
     moved study or catalog keeps its keys, an edited entry changes them.
+
+    A mixture (a multi-source's data) has `parts`: (ref, weight) pairs, each
+    ref a whole split of one dataset, the weights summing to 1; it names
+    `count` samples drawn from them with those weights, with `subset_seed`
+    (domains/mixture.py). Its `dataset` is the multi-source's name, its domain
+    the parts' one if they share it, else `mixed`.
     """
 
     dataset: str
@@ -46,11 +52,33 @@ class DataRef:
     catalog_file: str | None = None  # where that catalog is (not part of the key)
     pool: int | None = None  # a procedural split's size (a catalog split's is what is on disk)
     subset_seed: int = 0  # draws the `count` samples from the split
+    parts: tuple[tuple[DataRef, float], ...] = ()  # a mixture's (ref, weight) pairs; empty for one dataset
 
     @property
     def domain_label(self) -> str:
         """The domain the analysis sees: a blended dataset is a domain of its own."""
         return self.domain if self.blend is None else f"{self.domain}+{self.blend[0]}@{self.blend[1]:g}"
+
+    @staticmethod
+    def mixture(name: str, parts: tuple[tuple[DataRef, float], ...], count: int, subset_seed: int) -> DataRef:
+        """`count` samples drawn from `parts` with their weights (see above); one split of each part."""
+        labels = {ref.domain_label for ref, _ in parts}
+        first = parts[0][0]
+        domain, blend = (first.domain, first.blend) if len(labels) == 1 else (MIXED, None)
+        return DataRef(name, domain, 0, first.split, count, blend=blend, subset_seed=subset_seed, parts=parts)
+
+
+def _key_content(ref: dict[str, Any]) -> dict[str, Any]:
+    """A DataRef (as a dict) as it enters a job key: without `catalog_file`, nor `catalog` and `parts` when unset,
+    so a moved catalog keeps its keys and procedural refs keep the keys they always had."""
+    out = {k: v for k, v in ref.items() if k != "catalog_file"}
+    if out["catalog"] is None:
+        del out["catalog"]
+    if out["parts"]:
+        out["parts"] = [[_key_content(part), weight] for part, weight in out["parts"]]
+    else:
+        del out["parts"]
+    return out
 
 
 @dataclass(frozen=True)
@@ -61,7 +89,12 @@ class Source:
     domain: str
     task: str
     size: int  # training images
-    domains: tuple[str, ...]  # image domains it covers (several for a mixed dataset)
+    domains: tuple[str, ...]  # image domains it covers (several for a mixed dataset or a multi-source)
+    datasets: tuple[str, ...]  # the datasets it was trained on (several for a multi-source)
+
+    @property
+    def multi(self) -> bool:
+        return len(self.datasets) > 1
 
 
 @dataclass(frozen=True)
@@ -84,10 +117,7 @@ class Job:
     def __post_init__(self) -> None:
         content = {k: v for k, v in asdict(self).items() if k not in ("key", "loader_workers")}
         content["protocol"] = PROTOCOL
-        for ref in (content["train"], content["eval"]):  # procedural refs keep the keys they always had
-            del ref["catalog_file"]
-            if ref["catalog"] is None:
-                del ref["catalog"]
+        content["train"], content["eval"] = _key_content(content["train"]), _key_content(content["eval"])
         digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=list).encode()).hexdigest()
         object.__setattr__(self, "key", digest[:20])
 
@@ -98,8 +128,11 @@ class Job:
             return f"transfer {self.source.dataset}/{self.source.task} -> {target} n={self.train.count} seed={self.seed}"
         if self.kind == "baseline":
             return f"baseline {self.init} -> {target} n={self.train.count} seed={self.seed}"
-        if self.kind == "scratch":
-            return f"scratch -> {target} n={self.train.count} seed={self.seed}"
+        if self.kind in ("scratch", "reference"):
+            return f"{self.kind} -> {target} n={self.train.count} seed={self.seed}"
+        if self.train.parts:  # a multi-source: what it mixes
+            mix = " + ".join(f"{ref.dataset} {weight:.0%}" for ref, weight in self.train.parts)
+            return f"{self.kind} {target} ({mix})"
         return f"{self.kind} {target}"
 
     def tags(self, study: str) -> dict[str, str]:
@@ -115,7 +148,8 @@ class Job:
             "source_task": src.task if src else "none",
             "source_size": str(src.size) if src else "none",
             "source_domains": ",".join(src.domains) if src else "none",
-            "multi_source": "false",
+            "source_datasets": ",".join(src.datasets) if src else "none",
+            "multi_source": str(src.multi).lower() if src else "false",
             "target_dataset": self.train.dataset,
             "target_domain": self.train.domain_label,
             "target_task": self.task,
@@ -139,7 +173,12 @@ def _ref(study: Study, ds: DatasetSpec | CatalogDatasetSpec, split: str, count: 
 
 
 def plan(study: Study) -> list[Job]:
-    """Every job of `study`, each after its upstream. Transfers onto the identical (dataset, task) are excluded."""
+    """Every job of `study`, each after its upstream.
+
+    Transfers onto the identical (dataset, task) are excluded, and so are a
+    multi-source's transfers onto any of its datasets with the same task type:
+    a source never finetunes onto a target whose training labels it has seen.
+    """
     common = {"init": study.init, "backbone": study.backbone, "image_size": study.image_size,
               "model": study.model.model_dump()}  # fmt: skip
     jobs: list[Job] = []
@@ -173,10 +212,32 @@ def plan(study: Study) -> list[Job]:
         src = Job(
             kind="source", task=task, train=train, eval=ref(ds, "val"),
             schedule=study.source.model_dump(), seed=study.source_seed, upstream=root_key,
-            source=Source(ds.name, train.domain_label, task, train.count, (train.domain_label,)), **common,
+            source=Source(ds.name, train.domain_label, task, train.count, (train.domain_label,), (ds.name,)),
+            **common,
         )  # fmt: skip
         sources[(ds.name, task)] = src
         jobs.append(src)
+
+    for ms in study.multi_sources:  # trained on the whole train splits of its datasets, drawn with its weights
+        named = [study.dataset_named(n) for n in ms.datasets]
+        weights = ms.weights()
+        train_parts = tuple((ref(ds, "train"), weights[ds.name]) for ds in named)
+        total = sum(r.count for r, _ in train_parts)
+        val = [ref(ds, "val") for ds in named]
+        val_total = sum(r.count for r in val)
+        # the source's seed draws its table; it is evaluated on all of their val splits, each sample once
+        # (weights proportional to the splits' sizes)
+        train = DataRef.mixture(ms.name, train_parts, total, study.source_seed)
+        evaluate = DataRef.mixture(ms.name, tuple((r, r.count / val_total) for r in val), val_total, 0)
+        domains = tuple(sorted({r.domain_label for r, _ in train_parts}))
+        for task in study.multi_source_tasks(ms):
+            src = Job(
+                kind="source", task=task, train=train, eval=evaluate,
+                schedule=study.source.model_dump(), seed=study.source_seed, upstream=root_key,
+                source=Source(ms.name, train.domain_label, task, total, domains, tuple(ms.datasets)), **common,
+            )  # fmt: skip
+            sources[(ms.name, task)] = src
+            jobs.append(src)
 
     for size in study.target_sizes:
         for seed in study.seeds:
@@ -186,10 +247,12 @@ def plan(study: Study) -> list[Job]:
                 target = {"task": task, "train": ref(ds, "train", size), "eval": ref(ds, "val"),
                           "schedule": study.finetune_for(task), "seed": seed, **common}  # fmt: skip
                 jobs.append(Job(kind="baseline", upstream=root_key, **target))
+                # what a trivial predictor fitted on the same subset scores: the baseline must beat it
+                jobs.append(Job(kind="reference", upstream=None, **(target | {"schedule": {}})))
                 if study.scratch and study.init != "scratch":
                     jobs.append(Job(kind="scratch", upstream=None, **(target | {"init": "scratch"})))
-                for (src_name, src_task), src in sources.items():
-                    if (src_name, src_task) == (ds.name, task):  # the identical (dataset, task)
+                for (_, src_task), src in sources.items():
+                    if src_task == task and ds.name in src.source.datasets:  # it has seen this target's labels
                         continue
                     jobs.append(Job(kind="transfer", upstream=src.key, source=src.source, **target))
     return [replace(job, loader_workers=study.loader_workers(job.kind)) for job in jobs]

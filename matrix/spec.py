@@ -12,6 +12,9 @@ A study may also name a dataset catalog (`catalog: catalog.yaml`, relative to
 the study file; see domains/catalog.py) and list its entries beside procedural
 datasets: `- {catalog: cityscapes}` takes its domain and task types from the
 entry (`name`, `tasks`, `train`, `val` and `role` may narrow them).
+
+`multi_sources` declares sources trained on several of those datasets at once,
+each drawn with a weight (MultiSourceSpec; docs/datasets.md).
 """
 
 from __future__ import annotations
@@ -118,6 +121,52 @@ AnyDataset = Annotated[
 ]  # fmt: skip
 
 
+Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class MultiSourceSpec(Strict):
+    """A source trained on several of the study's datasets at once, each drawn with a weight (Mensink's multi-source).
+
+        multi_sources:
+          - {name: drive-sea, datasets: {city: 3, reef: 1}}    # 3/4 of the samples from city, 1/4 from reef
+          - {name: all-driving, datasets: [city, town], tasks: [segmentation]}   # a list: equal weights
+
+    `datasets` maps the study's dataset names (any role) to weights > 0, the
+    fraction of training samples drawn from each (normalised); it trains on
+    their whole train splits in one merged label space (domains/mixture.py)
+    and is evaluated on their val splits. One source job per task type:
+    `tasks`, default the study's task types that every one of its datasets has.
+    It transfers onto every target except one of its own datasets with the
+    same task type (it has seen that target's labels).
+    """
+
+    name: Name  # job names and the source_dataset tag; not a dataset's name
+    datasets: dict[str, Weight]
+    tasks: tuple[TaskName, ...] | None = None
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _list_means_equal(cls, v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            twice = [n for i, n in enumerate(v) if n in v[:i]]
+            if twice:
+                raise ValueError(f"{twice[0]!r} is listed twice; expected each dataset once")
+            return {n: 1.0 for n in v}
+        return v
+
+    @field_validator("datasets")
+    @classmethod
+    def _several(cls, v: dict[str, float]) -> dict[str, float]:
+        if len(v) < 2:
+            raise ValueError(f"{len(v)} dataset; expected at least two to mix (one is a plain source)")
+        return v
+
+    def weights(self) -> dict[str, float]:
+        """Each dataset's share of the training samples (the weights, normalised to sum to 1)."""
+        total = sum(self.datasets.values())
+        return {name: w / total for name, w in self.datasets.items()}
+
+
 class ModelSpec(Strict):
     """Choices inside the task models (see tasks/): which detector, which depth loss, what transfers.
 
@@ -168,7 +217,7 @@ class ResourceSpec(Strict):
         return v
 
 
-JobKind = Literal["pretrain", "source", "transfer", "baseline", "scratch"]
+JobKind = Literal["pretrain", "source", "transfer", "baseline", "scratch", "reference"]
 
 
 class TunedSpec(Strict):
@@ -200,6 +249,7 @@ class Study(Strict):
     tasks: tuple[TaskName, ...] = ("segmentation", "depth")
     catalog: str | None = None  # dataset catalog file, relative to the study file (domains/catalog.py)
     datasets: tuple[AnyDataset, ...] = Field(min_length=1)
+    multi_sources: tuple[MultiSourceSpec, ...] = ()  # sources trained on several datasets at once
     target_sizes: tuple[PositiveInt, ...] = (64,)
     seeds: tuple[int, ...] = (0,)
     subset_seed: int = 0  # draws each target's training subsets (nested across target_sizes) from its split
@@ -226,8 +276,9 @@ class Study(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Study:
-        if not any(ds.role != "target" for ds in self.datasets):
-            raise ValueError("datasets: every dataset has role 'target'; expected at least one source")
+        if not any(ds.role != "target" for ds in self.datasets) and not self.multi_sources:
+            raise ValueError("datasets: every dataset has role 'target'; expected at least one source "
+                             "(or a multi_sources entry)")
         if not any(ds.role != "source" for ds in self.datasets):
             raise ValueError("datasets: every dataset has role 'source'; expected at least one target")
         seen: set[str] = set()
@@ -241,6 +292,16 @@ class Study(Strict):
                     f"datasets[{i}].train: {ds.train} images, fewer than the largest target size {largest}; "
                     f"expected at least {largest}"
                 )
+        mixed: set[str] = set()
+        for i, ms in enumerate(self.multi_sources):
+            if ms.name in seen or ms.name in mixed:
+                what = "a dataset's name" if ms.name in seen else "the name of an earlier multi-source"
+                raise ValueError(f"multi_sources[{i}].name: {ms.name!r} is {what}; expected a name of its own")
+            mixed.add(ms.name)
+            for part in ms.datasets:
+                if part not in seen:
+                    raise ValueError(f"multi_sources[{i}].datasets: unknown dataset {part!r}; expected some of the "
+                                     f"study's datasets: {', '.join(ds.name for ds in self.datasets)}")  # fmt: skip
         return self
 
     def finetune_for(self, task: str) -> dict[str, Any]:
@@ -263,6 +324,20 @@ class Study(Strict):
         if isinstance(ds, CatalogDatasetSpec):
             return tuple(t for t in self.catalog_tasks(ds) if t in self.tasks)
         return self.tasks
+
+    def dataset_named(self, name: str) -> DatasetSpec | CatalogDatasetSpec:
+        return next(ds for ds in self.datasets if ds.name == name)
+
+    def multi_source_tasks(self, ms: MultiSourceSpec) -> tuple[str, ...]:
+        """`ms.tasks`, else the study's task types that every one of its datasets is used for (keypoints only
+        if their keypoint schemas may be one: procedural ones are compared, those of data on disk are not known)."""
+        if ms.tasks is not None:
+            return ms.tasks
+        used = [set(self.dataset_tasks(self.dataset_named(n))) for n in ms.datasets]
+        shared = [t for t in self.tasks if all(t in u for u in used)]
+        if "keypoints" in shared and _differing_keypoints(self, ms):
+            shared.remove("keypoints")
+        return tuple(shared)
 
     # -- catalog datasets (resolved by parse_study) --
 
@@ -378,7 +453,54 @@ def parse_study(data: Any, source: str, base: str | Path | None = None) -> Study
         errors = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")  # misspelt keys first
         raise SpecError(f"{source}: {_message(errors[0])}") from None
     _resolve_catalog(study, source, Path(base) if base is not None else Path(source).parent)
+    _check_multi_sources(study, source)
     return study
+
+
+def _check_multi_sources(study: Study, source: str) -> None:
+    """Every multi-source's task types are ones all its datasets are used for; keypoints need one schema."""
+    for i, ms in enumerate(study.multi_sources):
+        used = {n: study.dataset_tasks(study.dataset_named(n)) for n in ms.datasets}
+        have = ", ".join(f"{n}: {' '.join(t) or 'none'}" for n, t in used.items())
+        tasks = study.multi_source_tasks(ms)
+        if not tasks:
+            raise SpecError(f"{source}: multi_sources[{i}]: its datasets share none of the study's task types "
+                            f"({have}); expected at least one that all of them are used for")  # fmt: skip
+        for task in tasks:
+            lacking = [n for n, t in used.items() if task not in t]
+            if lacking:
+                raise SpecError(f"{source}: multi_sources[{i}].tasks: dataset {lacking[0]!r} is not used for "
+                                f"{task!r} ({have}); expected task types all its datasets are used for")  # fmt: skip
+        differ = _differing_keypoints(study, ms) if "keypoints" in tasks else ""
+        if differ:
+            raise SpecError(f"{source}: multi_sources[{i}].tasks: 'keypoints' needs one keypoint schema shared by "
+                            f"all its datasets, and theirs differ ({differ}); expected datasets with the same "
+                            f"keypoints, or no keypoints task")  # fmt: skip
+
+
+def _differing_keypoints(study: Study, ms: MultiSourceSpec) -> str:
+    """'' if `ms`'s procedural datasets have one keypoint schema, else what each has (for a message)."""
+    schemas = {n: _keypoint_schema(study, study.dataset_named(n)) for n in ms.datasets}
+    known = {n: k for n, k in schemas.items() if k != "?"}  # data on disk: the job checks it (Mixture.check_task)
+    if len(set(known.values())) <= 1 and None not in known.values():
+        return ""
+    return ", ".join(f"{n}: {f'{k.category} with {len(k.names)} keypoints' if k else 'none'}" for n, k in known.items())
+
+
+def _keypoint_schema(study: Study, ds: DatasetSpec | CatalogDatasetSpec) -> Any:
+    """A procedural dataset's KeypointSchema (None: it has none); '?' for data on disk, whose schema
+    comes from its COCO file (domains.mixture.Mixture.check_task tells the job then)."""
+    from domains import SyntheticDataset
+
+    if isinstance(ds, CatalogDatasetSpec):
+        entry = study.resolved_catalog.get(ds.catalog)
+        if entry.procedural is None:
+            return "?"
+        rendered = SyntheticDataset(ds.name, entry.domain, "train", 1, 16, entry.procedural.seed)
+    else:
+        blend = (ds.blend.domain, ds.blend.fraction) if ds.blend else None
+        rendered = SyntheticDataset(ds.name, ds.domain, "train", 1, 16, ds.seed, blend=blend)
+    return rendered.info.keypoints
 
 
 def _resolve_catalog(study: Study, source: str, base: Path) -> None:

@@ -20,7 +20,8 @@ def test_job_counts_and_order():
     jobs = _plan()
     pairs = 5  # a, b with two tasks each; c with depth only
     assert count_by_kind(jobs) == {"pretrain": 1, "source": pairs, "transfer": 2 * 2 * pairs * (pairs - 1),
-                                   "baseline": 2 * 2 * pairs, "scratch": 2 * 2 * pairs}  # fmt: skip
+                                   "baseline": 2 * 2 * pairs, "scratch": 2 * 2 * pairs,
+                                   "reference": 2 * 2 * pairs}  # fmt: skip
     position = {j.key: i for i, j in enumerate(jobs)}
     assert len(position) == len(jobs)  # keys are unique
     for job in jobs:
@@ -35,7 +36,8 @@ def test_job_counts_and_order():
 
 def test_demo_plan():
     jobs = plan(load_study(REPO / "configs" / "demo.yaml"))
-    assert count_by_kind(jobs) == {"pretrain": 1, "source": 8, "transfer": 56, "baseline": 8, "scratch": 8}
+    assert count_by_kind(jobs) == {"pretrain": 1, "source": 8, "transfer": 56, "baseline": 8, "scratch": 8,
+                                   "reference": 8}  # fmt: skip
 
 
 def test_keys_are_stable_and_follow_upstream():
@@ -57,9 +59,11 @@ def test_scratch_init_has_no_pretrain_and_tags_name_everything():
     transfer = next(j for j in jobs if j.kind == "transfer")
     tags = transfer.tags("p")
     for key in ("study", "kind", "job_key", "source_dataset", "source_domain", "source_task", "target_dataset",
-                "target_domain", "target_task", "target_size", "seed", "init", "source_size", "source_domains"):  # fmt: skip
+                "target_domain", "target_task", "target_size", "seed", "init", "source_size", "source_domains",
+                "source_datasets", "multi_source"):  # fmt: skip
         assert tags[key] not in ("", None), key
     assert tags["init"] == "scratch" and tags["job_key"] == transfer.key
+    assert tags["multi_source"] == "false" and tags["source_datasets"] == transfer.source.dataset
 
 
 def test_plan_cli_estimates_cost_from_the_study(tmp_path, monkeypatch):
@@ -78,3 +82,95 @@ def test_plan_cli_estimates_cost_from_the_study(tmp_path, monkeypatch):
     assert "baseline       4   (no estimate: add estimates.baseline" in result.output
     assert "estimated total: 5.00 device-hours" in result.output
     assert not (tmp_path / "outputs").exists()  # planning writes nothing
+
+
+# -- multi-source sources ------------------------------------------------------------------------------
+
+MULTI = {"name": "mix", "datasets": {"a": 3, "c": 1}}  # driving + underwater; c is used for depth only
+
+
+def _multi(weights=None, **changes):
+    return _plan(multi_sources=[MULTI | ({"datasets": weights} if weights else {})], **changes)
+
+
+def test_a_multi_source_is_one_source_job_per_shared_task_on_its_datasets_train_splits():
+    jobs = _multi()
+    mixed = [j for j in jobs if j.kind == "source" and j.source.dataset == "mix"]
+    assert [j.task for j in mixed] == ["depth"]  # the study's task types both a and c are used for
+    job = mixed[0]
+    assert job.name == "source mix/depth (a 75% + c 25%)" and job.upstream == jobs[0].key  # from the pretrain
+    assert [(ref.dataset, ref.split, ref.count, weight) for ref, weight in job.train.parts] == [
+        ("a", "train", 400, 0.75), ("c", "train", 400, 0.25)]  # whole train splits; weights normalised
+    assert job.train.count == 800 and job.train.subset_seed == 0  # the source seed draws its table
+    assert [(ref.dataset, ref.split, ref.count, weight) for ref, weight in job.eval.parts] == [
+        ("a", "val", 64, 0.5), ("c", "val", 64, 0.5)]  # every val sample once: weights follow the sizes
+    assert next(j for j in _multi(source_seed=7) if j.name == job.name).train.subset_seed == 7
+
+
+def test_multi_source_tags_name_its_datasets_and_domains():
+    jobs = _multi()
+    job = next(j for j in jobs if j.kind == "source" and j.source.dataset == "mix")
+    tags = job.tags("p")
+    assert {k: tags[k] for k in ("source_dataset", "source_task", "source_size", "source_domain", "source_domains",
+                                 "source_datasets", "multi_source", "target_dataset", "target_domain")} == {
+        "source_dataset": "mix", "source_task": "depth", "source_size": "800", "source_domain": "mixed",
+        "source_domains": "driving,underwater", "source_datasets": "a,c", "multi_source": "true",
+        "target_dataset": "mix", "target_domain": "mixed"}  # fmt: skip
+    transfer = next(j for j in jobs if j.kind == "transfer" and j.source.dataset == "mix")
+    assert {k: transfer.tags("p")[k] for k in tags if k.startswith("source_") or k == "multi_source"} == {
+        k: tags[k] for k in tags if k.startswith("source_") or k == "multi_source"}  # fmt: skip
+    single = next(j for j in jobs if j.kind == "transfer" and j.source.dataset == "a")
+    assert single.tags("p")["multi_source"] == "false" and single.tags("p")["source_domains"] == "driving"
+    # parts of one domain: the multi-source is of that domain, and still multi-source
+    same = _plan(datasets=[*BASE["datasets"], {"name": "d", "domain": "driving"}],
+                 multi_sources=[{"name": "drive", "datasets": ["a", "d"]}])  # fmt: skip
+    tags = next(j for j in same if j.kind == "source" and j.source.dataset == "drive").tags("p")
+    assert (tags["source_domain"], tags["source_domains"], tags["multi_source"]) == ("driving", "driving", "true")
+
+
+def test_a_multi_source_never_transfers_onto_its_own_datasets_with_the_same_task():
+    jobs = _multi()
+    onto = {(j.train.dataset, j.task) for j in jobs if j.kind == "transfer" and j.source.dataset == "mix"}
+    # targets: a, b (segmentation, depth), c (depth); mix/depth has seen a/depth and c/depth
+    assert onto == {("a", "segmentation"), ("b", "segmentation"), ("b", "depth")}
+    per_target = 2 * 2  # sizes x seeds
+    single = 2 * 2 * 5 * 4
+    assert count_by_kind(jobs)["transfer"] == single + len(onto) * per_target
+    assert count_by_kind(jobs)["source"] == 5 + 1
+    position = {j.key: i for i, j in enumerate(jobs)}
+    assert all(position[j.upstream] < position[j.key] for j in jobs if j.upstream)
+
+
+def test_multi_source_keys_are_stable_and_follow_the_weights():
+    def keys(jobs):
+        return {j.name.split(" (")[0]: j.key for j in jobs}
+
+    a, b = keys(_multi()), keys(_multi())
+    assert a == b
+    reweighted = keys(_multi({"a": 1, "c": 1}))
+    for name in a:
+        if "mix/" in name:
+            assert a[name] != reweighted[name], name  # the source and every transfer from it
+        else:
+            assert a[name] == reweighted[name], name
+    assert keys(_multi({"a": 6, "c": 2})) == a  # weights are normalised: the same mixture, the same keys
+    assert keys(_plan()) == {n: k for n, k in a.items() if "mix/" not in n}  # adding one changes no other job
+
+
+def test_multi_source_keys_leave_out_where_the_catalog_is_but_not_what_it_says(tmp_path):
+    entry = "datasets:\n  proc: {domain: aerial, procedural: {}, splits: {train: {size: 80}, val: {size: SIZE}}}\n"
+    study = {"name": "p", "catalog": "catalog.yaml",
+             "datasets": [{"catalog": "proc"}, {"name": "a", "domain": "driving"}],
+             "multi_sources": [{"name": "mix", "datasets": ["proc", "a"]}]}  # fmt: skip
+
+    def mixed(folder: str, val: int) -> dict[str, tuple[str, str]]:
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / "catalog.yaml").write_text(entry.replace("SIZE", str(val)))
+        jobs = plan(parse_study(study, str(tmp_path / folder / "s.yaml")))
+        return {j.name: (j.key, j.train.parts[0][0].catalog_file) for j in jobs if j.kind == "source" and j.train.parts}
+
+    here, moved, edited = mixed("one", 16), mixed("two", 16), mixed("three", 24)
+    assert here and here.keys() == moved.keys() == edited.keys()
+    for name, (key, catalog_file) in here.items():
+        assert moved[name][0] == key and moved[name][1] != catalog_file  # a moved catalog keeps the keys
+        assert edited[name][0] != key  # an edited entry changes them

@@ -42,6 +42,25 @@ def test_demo_study_loads_and_is_frozen():
         (GOOD + "resources: {transfer: {loader_workers: -1}}\n",
          "resources.transfer.loader_workers: Input should be greater than or equal to 0 (got -1)"),
         (GOOD + "subset_seed: first\n", "subset_seed: Input should be a valid integer"),
+        (GOOD + "multi_sources: [{name: m, datasets: {a: 1, cty: 1}}]\n",
+         "multi_sources[0].datasets: unknown dataset 'cty'; expected some of the study's datasets: a, b"),
+        (GOOD + "multi_sources: [{name: m, datasets: {a: 1, b: 0}}]\n",
+         "multi_sources[0].datasets.b: Input should be greater than 0 (got 0)"),
+        (GOOD + "multi_sources: [{name: m, datasets: [a]}]\n",
+         "multi_sources[0].datasets: 1 dataset; expected at least two to mix"),
+        (GOOD + "multi_sources: [{name: a, datasets: [a, b]}]\n",
+         "multi_sources[0].name: 'a' is a dataset's name; expected a name of its own"),
+        (GOOD + "multi_sources: [{name: m, datasets: [a, b], tasks: [detection]}]\n",
+         "multi_sources[0].tasks: dataset 'a' is not used for 'detection' (a: segmentation depth, b: segmentation "
+         "depth); expected task types all its datasets are used for"),
+        (GOOD.replace("driving}", "driving, tasks: [segmentation]}").replace("aerial}", "aerial, tasks: [depth]}")
+         + "multi_sources: [{name: m, datasets: [a, b]}]\n",
+         "multi_sources[0]: its datasets share none of the study's task types (a: segmentation, b: depth)"),
+        (GOOD + "multi_sources: [{name: m, datasets: [a, b], tasks: [keypoints]}]\ntasks: [keypoints]\n",
+         "multi_sources[0].tasks: 'keypoints' needs one keypoint schema shared by all its datasets, and theirs differ "
+         "(a: vehicle with 6 keypoints, b: vehicle with 4 keypoints)"),
+        (GOOD + "multi_sources: [{name: m, weights: {a: 1, b: 1}}]\n",
+         "multi_sources[0].weights: unknown key 'weights'; expected one of: name, datasets, tasks"),
         ("name: [s\n", "line 2: invalid YAML"),
         ("- just a list\n", "expected a mapping of study fields"),
     ],
@@ -86,3 +105,18 @@ def test_imagenet_init_without_weights_is_refused_up_front(write_study, tmp_path
     assert result.exit_code == 2
     assert "init: 'imagenet' needs local weights for 'test_resnet'" in result.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_multi_sources_load():
+    from matrix.spec import parse_study
+
+    study = parse_study({"name": "s", "tasks": ["segmentation", "keypoints"],
+                         "datasets": [{"name": "a", "domain": "driving", "role": "target"},
+                                      {"name": "b", "domain": "aerial"}, {"name": "c", "domain": "driving"}],
+                         "multi_sources": [{"name": "ab", "datasets": {"a": 3, "b": 1}},
+                                           {"name": "ac", "datasets": ["a", "c"]}]}, "s.yaml")  # fmt: skip
+    ab, ac = study.multi_sources
+    assert ab.weights() == {"a": 0.75, "b": 0.25} and ac.weights() == {"a": 0.5, "c": 0.5}  # a list: equal weights
+    # a dataset of role target may be a part; keypoints by default only where the parts share one schema
+    assert study.multi_source_tasks(ab) == ("segmentation",)
+    assert study.multi_source_tasks(ac) == ("segmentation", "keypoints")
