@@ -10,7 +10,8 @@ interval; Mann-Whitney U compares the groups; the Wilcoxon signed-rank test
 compares them within targets (paired by target, size, seed and init, or for
 the target-size factor by source, target and seed); Holm corrects the
 Mann-Whitney p-values over the family. A factor whose groups are not both
-present is `testable = False`.
+present is `testable = False`. Undefined (NaN) gains are dropped first; the
+caller leaves out the transfers that must not count (`gains.mark_gains`).
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ def compare(g: pd.DataFrame, factor: Factor, n_boot: int, rng: np.random.Generat
 def factor_tests(g: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """The factor table: one row per factor of `FACTORS`, Holm-corrected over the testable ones."""
     rng = np.random.default_rng(seed)
+    g = g[g["gain"].notna()]
     table = pd.DataFrame([compare(g, f, n_boot, rng) for f in FACTORS])
     table["p_holm"] = holm(table["mwu_p"].to_numpy())
     return table
@@ -122,8 +124,9 @@ def factor_tests(g: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataF
 def linear_model(g: pd.DataFrame) -> pd.DataFrame:
     """OLS of gain on every factor that varies (and the log target size), jointly.
 
-    Returns one row per term: coef, standard error, t, two-sided p and n.
+    Returns one row per term: coef, standard error, t, two-sided p and n. Undefined (NaN) gains are dropped.
     """
+    g = g[g["gain"].notna()]
     terms = {}
     for f in ("same_domain", "same_task", "includes_target_domain", "source_larger", "multi_source", "generic_init"):
         col = g[f].astype("float")

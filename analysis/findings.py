@@ -1,13 +1,30 @@
-"""Mensink et al.'s findings, checked on any study: held, not held, or not testable, with the numbers.
+"""Mensink et al.'s findings, checked on any study: held, not held, not enough evidence or not testable.
 
     table = check_findings(runs, g, pairs, factors)
 
 `runs` is the tidy frame of finished runs, `g` the gains with factor columns
-(`factors.add_factors`), `pairs` the per-pair summary (`gains.summarize_gains`)
-and `factors` the factor table (`factors.factor_tests`). A finding holds when
-its effect has the expected sign and is significant at ALPHA (Holm-corrected
-where it comes from the factor table); otherwise it is not held, and the
-evidence says why.
+(`factors.add_factors`; with `included` from `gains.mark_gains` when some
+transfers must not count), `pairs` the per-pair summary of the counted gains
+(`gains.summarize_gains`) and `factors` the factor table of the counted gains
+(`factors.factor_tests`).
+
+The evidence rule (`EVIDENCE_RULE`, printed above the findings in the report):
+
+- A finding is judged only on counted transfers: a defined gain, against a
+  baseline that beats its target's trivial predictor (or has no reference run).
+- A test on a set of transfers needs at least MIN_TRANSFERS of them; a factor
+  needs MIN_TRANSFERS on each side. Paired comparisons (init vs scratch, the
+  same pair at two target sizes) count the same way.
+- A claim about single (source, target) pairs needs at least MIN_SEEDS seeds
+  per pair: it rests on the pair's 95% bootstrap interval, which one seed
+  cannot give.
+- Held: the effect has the expected sign and p < ALPHA (Holm-corrected where
+  it comes from the factor table), or for pair claims the interval says so.
+  Otherwise, with enough data, not held.
+- Not enough evidence: the study's design has the comparison, but too few
+  counted transfers or seeds; the evidence says what is missing.
+- Not testable: the study's design cannot vary the factor at all (e.g. one
+  target size, no scratch runs, no multi-source source), whatever it runs.
 """
 
 from __future__ import annotations
@@ -16,12 +33,49 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.factors import FACTORS
+from analysis.gains import CHECK, baseline_check
+
 ALPHA = 0.05
-HELD, NOT_HELD, NOT_TESTABLE = "held", "not held", "not testable"
+MIN_TRANSFERS = 8  # per tested set of transfers, or per side of a factor
+MIN_SEEDS = 2  # per (source, target) pair, for claims about single pairs
+HELD, NOT_HELD, NOT_ENOUGH, NOT_TESTABLE = "held", "not held", "not enough evidence", "not testable"
+
+EVIDENCE_RULE = (
+    f"A finding is held or not held only when its test has enough data: at least {MIN_TRANSFERS} counted transfers "
+    f"(or paired comparisons) in the tested set (on each side, for a factor), and at least {MIN_SEEDS} seeds per source-target pair for "
+    f"claims about single pairs, which rest on the pair's 95% bootstrap interval. It is held when the effect has the "
+    f"expected sign at p < {ALPHA} (Holm-corrected over the factor table), or the interval excludes 0. With less "
+    f"data it is 'not enough evidence', and the evidence says what is missing; 'not testable' means the study's "
+    f"design does not vary the factor at all. Counted transfers have a defined gain against a baseline that beats "
+    f"its target's trivial predictor."
+)
 
 
 def _row(finding: str, status: str, evidence: str) -> dict[str, str]:
     return {"finding": finding, "status": status, "evidence": evidence}
+
+
+def _counted(g: pd.DataFrame) -> pd.DataFrame:
+    """The transfers that count: `included` where marked, else every defined gain."""
+    keep = g["included"].astype(bool) if "included" in g else pd.Series(True, index=g.index)
+    return g[keep & g["gain"].notna()]
+
+
+def _too_few(n: int, what: str) -> str:
+    return f"{n} {what}; needs at least {MIN_TRANSFERS}"
+
+
+def _seeds_missing(n_seeds: int) -> str:
+    return f"{n_seeds} seed{'s' if n_seeds != 1 else ''}; needs at least {MIN_SEEDS} to separate a gain from seed noise"
+
+
+LEFT_OUT = "undefined gain, or a baseline that does not beat its trivial predictor"
+
+
+def _left_out(g: pd.DataFrame, mask: pd.Series) -> str:
+    n = len(g[mask]) - len(_counted(g[mask]))
+    return f" (plus {n} left out: {LEFT_OUT})" if n else ""
 
 
 def _signed_wilcoxon(values: np.ndarray) -> float:
@@ -39,101 +93,153 @@ def _verdict(effect: float, p: float, expect_positive: bool = True) -> str:
 def init_beats_scratch(runs: pd.DataFrame) -> dict[str, str]:
     name = "A generic or ImageNet init beats training from scratch"
     key = ["target_dataset", "target_task", "target_size", "seed"]
-    base = runs[runs["kind"] == "baseline"].set_index(key)
+    if not (runs["kind"] == "scratch").any():
+        return _row(name, NOT_TESTABLE, "no scratch runs to compare with (set `scratch: true` in the study)")
+    check = baseline_check(runs)
+    weak = check.loc[check["beats_reference"].eq(False).fillna(False), CHECK]
+    base = runs[runs["kind"] == "baseline"].merge(weak, on=CHECK, how="left", indicator=True)
+    base = base[base["_merge"] == "left_only"].set_index(key)
     scratch = runs[runs["kind"] == "scratch"].set_index(key)
     both = base[["value", "higher_is_better"]].join(scratch[["value"]].rename(columns={"value": "value_scratch"}),
                                                     how="inner")  # fmt: skip
-    if both.empty:
-        return _row(name, NOT_TESTABLE, "no scratch runs to compare with (set `scratch: true` in the study)")
     sign = np.where(both["higher_is_better"], 1.0, -1.0)
     rel = sign * (both["value"] - both["value_scratch"]) / both["value_scratch"].abs()
+    rel = rel[np.isfinite(rel)]
+    left = f" ({len(weak)} baselines left out: they do not beat the trivial predictor)" if len(weak) else ""
+    if len(rel) < MIN_TRANSFERS:
+        return _row(name, NOT_ENOUGH, _too_few(len(rel), "init/scratch comparisons with a defined gain") + left)
     med, p = float(rel.median()), _signed_wilcoxon(rel.to_numpy(float))
     return _row(name, _verdict(med, p),
-                f"median relative gain of the init over scratch {med:+.1%} over {len(rel)} targets "
-                f"({int((rel > 0).sum())} positive), Wilcoxon p={p:.3g}")  # fmt: skip
+                f"median relative gain of the init over scratch {med:+.1%} over {len(rel)} targets and seeds "
+                f"({int((rel > 0).sum())} positive), Wilcoxon p={p:.3g}{left}")  # fmt: skip
 
 
-def most_targets_have_a_helpful_source(pairs: pd.DataFrame) -> dict[str, str]:
+def most_targets_have_a_helpful_source(pairs: pd.DataFrame, g: pd.DataFrame) -> dict[str, str]:
     name = "Most targets have a source that beats the init"
-    if pairs.empty:
+    if g.empty:
         return _row(name, NOT_TESTABLE, "no transfer with a baseline")
-    best = pairs.sort_values("gain", ascending=False).groupby(["target", "target_size", "init"]).head(1)
-    helped = (best["gain"] > 0) & ~best["within_noise"].fillna(False).astype(bool)
+    if pairs.empty:
+        return _row(name, NOT_ENOUGH, f"none of the {len(g)} transfers counts: {LEFT_OUT}")
+    judged = pairs[pairs["n_seeds"] >= MIN_SEEDS]
+    if judged.empty:
+        return _row(name, NOT_ENOUGH, _seeds_missing(int(pairs["n_seeds"].max())))
+    best = judged.sort_values("gain", ascending=False).groupby(["target", "target_size", "init"]).head(1)
+    helped = (best["gain"] > 0) & ~best["within_noise"].fillna(True).astype(bool)
     k, n = int(helped.sum()), len(best)
-    note = "" if best["ci_low"].notna().any() else " (one seed: no interval, noise not estimated)"
+    targets = pairs.groupby(["target", "target_size", "init"]).ngroups
+    note = f" ({targets - n} targets with fewer than {MIN_SEEDS} seeds not judged)" if targets > n else ""
     return _row(name, HELD if k > n / 2 else NOT_HELD,
-                f"{k} of {n} targets have a source with a positive gain outside seed noise{note}")  # fmt: skip
+                f"{k} of {n} targets have a source with a 95% interval above 0 and a gain above seed noise{note}")
 
 
-def _factor(factors: pd.DataFrame, name: str) -> pd.Series | None:
-    row = factors[factors["factor"] == name]
-    return None if row.empty or not bool(row.iloc[0]["testable"]) else row.iloc[0]
+def _varies(g: pd.DataFrame, factor: str) -> bool:
+    """Does the study's design put transfers on both sides of `factor` (counted or not)?"""
+    return factor in g and g[factor].dropna().nunique() == 2
+
+
+def _factor(factors: pd.DataFrame, name: str) -> pd.Series:
+    return factors.set_index("factor").loc[name]
+
+
+def _factor_gap(g: pd.DataFrame, factors: pd.DataFrame, factor: str) -> tuple[str, str] | None:
+    """(status, evidence) when `factor` cannot be judged, None when it can."""
+    if not _varies(g, factor):
+        return NOT_TESTABLE, f"the study's design does not vary '{factor}': every transfer is on one side"
+    row = _factor(factors, factor)
+    if min(row["n_yes"], row["n_no"]) < MIN_TRANSFERS:
+        left = _left_out(g, g[factor].notna())
+        return NOT_ENOUGH, (f"{row['n_yes']} counted transfers '{row['yes']}' and {row['n_no']} '{row['no']}'; "
+                            f"needs at least {MIN_TRANSFERS} on each side{left}")  # fmt: skip
+    return None
 
 
 def _factor_evidence(row: pd.Series) -> str:
     return (f"median gain {row['yes']} {row['median_yes']:+.1%} vs {row['no']} {row['median_no']:+.1%}, "
             f"effect {row['effect']:+.1%} [95% CI {row['ci_low']:+.1%}, {row['ci_high']:+.1%}], "
-            f"Mann-Whitney p={row['mwu_p']:.3g} (Holm {row['p_holm']:.3g}), n={row['n_yes']}+{row['n_no']}")  # fmt: skip
+            f"Mann-Whitney p={row['mwu_p']:.3g} (Holm {row['p_holm']:.3g}), "
+            f"n={row['n_yes']}+{row['n_no']}")  # fmt: skip
 
 
-def factor_finding(factors: pd.DataFrame, name: str, factor: str) -> dict[str, str]:
+def factor_finding(factors: pd.DataFrame, g: pd.DataFrame, name: str, factor: str) -> dict[str, str]:
+    gap = _factor_gap(g, factors, factor)
+    if gap is not None:
+        return _row(name, *gap)
     row = _factor(factors, factor)
-    if row is None:
-        return _row(name, NOT_TESTABLE, f"the study has no transfers on one side of '{factor}'")
     return _row(name, _verdict(row["effect"], row["p_holm"]), _factor_evidence(row))
 
 
-def domain_is_strongest(factors: pd.DataFrame) -> dict[str, str]:
+def domain_is_strongest(factors: pd.DataFrame, g: pd.DataFrame) -> dict[str, str]:
     name = "The image domain is the strongest factor"
-    dom = _factor(factors, "same_domain")
-    if dom is None:
-        return _row(name, NOT_TESTABLE, "all transfers share, or all differ in, their image domain")
-    others = factors[factors["testable"] & ~factors["factor"].isin(["same_domain", "includes_target_domain"])]
-    if others.empty:
+    gap = _factor_gap(g, factors, "same_domain")
+    if gap is not None:
+        return _row(name, *gap)
+    others = [f.name for f in FACTORS if f.name not in ("same_domain", "includes_target_domain") and _varies(g, f.name)]
+    if not others:
         return _row(name, NOT_TESTABLE, "no other factor varies in this study")
-    strongest = others.loc[others["effect"].abs().idxmax()]
+    ready = [f for f in others if _factor_gap(g, factors, f) is None]
+    if not ready:
+        return _row(name, NOT_ENOUGH, f"no other factor has {MIN_TRANSFERS} counted transfers on each side "
+                                      f"({', '.join(others)} vary)")  # fmt: skip
+    dom = _factor(factors, "same_domain")
+    table = factors.set_index("factor").loc[ready]
+    strongest = table.loc[table["effect"].abs().idxmax()]
     bigger = abs(dom["effect"]) > abs(strongest["effect"])
     status = HELD if bigger and dom["effect"] > 0 and dom["p_holm"] < ALPHA else NOT_HELD
+    unjudged = sorted(set(others) - set(ready))
+    note = f"; not compared (too few transfers): {', '.join(unjudged)}" if unjudged else ""
     return _row(name, status, f"same-domain effect {dom['effect']:+.1%} (Holm p={dom['p_holm']:.3g}) vs the next "
-                              f"strongest, {strongest['factor']}, {strongest['effect']:+.1%}")  # fmt: skip
+                              f"strongest, {strongest.name}, {strongest['effect']:+.1%}{note}")  # fmt: skip
 
 
-def cross_task_can_be_positive(pairs: pd.DataFrame) -> dict[str, str]:
+def cross_task_can_be_positive(pairs: pd.DataFrame, g: pd.DataFrame) -> dict[str, str]:
     name = "Transfer across task types can be positive"
+    if not (g["source_task"] != g["target_task"]).any():
+        return _row(name, NOT_TESTABLE, "no transfer between different task types")
     cross = pairs[pairs["source_task"] != pairs["target_task"]]
     if cross.empty:
-        return _row(name, NOT_TESTABLE, "no transfer between different task types")
-    if cross["ci_low"].notna().any():
-        sure = cross[cross["ci_low"] > 0]
-        best = cross.loc[cross["ci_low"].idxmax()]
-        return _row(name, HELD if len(sure) else NOT_HELD,
-                    f"{len(sure)} of {len(cross)} cross-task pairs have a 95% interval above 0; best "
-                    f"{best['source']} -> {best['target']} {best['gain']:+.1%} "
-                    f"[{best['ci_low']:+.1%}, {best['ci_high']:+.1%}]")  # fmt: skip
-    best = cross.loc[cross["gain"].idxmax()]
-    positive = int((cross["gain"] > 0).sum())
-    return _row(name, HELD if positive else NOT_HELD,
-                f"{positive} of {len(cross)} cross-task pairs have a positive gain (one seed: no interval); best "
-                f"{best['source']} -> {best['target']} {best['gain']:+.1%}")  # fmt: skip
+        return _row(name, NOT_ENOUGH, f"no cross-task transfer counts: {LEFT_OUT}")
+    judged = cross[cross["n_seeds"] >= MIN_SEEDS]
+    if judged.empty:
+        seeds, n = _seeds_missing(int(cross["n_seeds"].max())), len(cross)
+        return _row(name, NOT_ENOUGH, f"{n} cross-task pair{'s' if n != 1 else ''} with at most {seeds}")
+    sure = judged[judged["ci_low"] > 0]
+    best = judged.loc[judged["ci_low"].idxmax()]
+    return _row(name, HELD if len(sure) else NOT_HELD,
+                f"{len(sure)} of {len(judged)} cross-task pairs have a 95% interval above 0; best "
+                f"{best['source']} -> {best['target']} {best['gain']:+.1%} "
+                f"[{best['ci_low']:+.1%}, {best['ci_high']:+.1%}]")  # fmt: skip
 
 
 def same_task_same_domain_positive(g: pd.DataFrame) -> dict[str, str]:
     name = "Same task type and same image domain transfer strongly positive"
-    sub = g[g["same_task"] & g["same_domain"]]["gain"].to_numpy(float)
-    if len(sub) == 0:
+    mask = g["same_task"].astype(bool) & g["same_domain"].astype(bool)
+    if not mask.any():
         return _row(name, NOT_TESTABLE, "no transfer with the same task type within one image domain")
+    sub = _counted(g[mask])["gain"].to_numpy(float)
+    if len(sub) < MIN_TRANSFERS:
+        evidence = _too_few(len(sub), "counted same-task same-domain transfers") + _left_out(g, mask)
+        return _row(name, NOT_ENOUGH, evidence)
     med, p = float(np.median(sub)), _signed_wilcoxon(sub)
     return _row(name, _verdict(med, p), f"median gain {med:+.1%} over {len(sub)} transfers, Wilcoxon p={p:.3g}")
 
 
+def _both_sizes(g: pd.DataFrame) -> pd.DataFrame:
+    """|gain| of each (source, target, seed, init) measured at both the smallest (True) and largest (False) size."""
+    size = g[g["small_target"].notna()].assign(mag=lambda d: d["gain"].abs())
+    wide = size.groupby(["source", "target", "seed", "init", "small_target"])["mag"].mean().unstack()
+    return wide.reindex(columns=[True, False]).dropna()
+
+
 def effects_grow_for_small_targets(g: pd.DataFrame) -> dict[str, str]:
     name = "Effects grow for small targets"
-    if g["small_target"].isna().all() or g["target_size"].nunique() < 2:
+    if g["target_size"].nunique() < 2:
         return _row(name, NOT_TESTABLE, "the study has a single target size")
-    size = g[g["small_target"].notna()].assign(mag=lambda d: d["gain"].abs())
-    wide = size.groupby(["source", "target", "seed", "init", "small_target"])["mag"].mean().unstack().dropna()
-    if True not in wide or False not in wide:
+    if _both_sizes(g.assign(gain=0.0)).empty:  # the design, whatever the gains
         return _row(name, NOT_TESTABLE, "no pair measured at both the smallest and the largest size")
+    wide = _both_sizes(_counted(g))
+    if len(wide) < MIN_TRANSFERS:
+        return _row(name, NOT_ENOUGH, _too_few(len(wide), "counted pairs measured at both the smallest and the "
+                                                          "largest size"))  # fmt: skip
     diff = (wide[True] - wide[False]).to_numpy(float)
     med, p = float(np.median(diff)), _signed_wilcoxon(diff)
     return _row(name, _verdict(med, p),
@@ -141,27 +247,29 @@ def effects_grow_for_small_targets(g: pd.DataFrame) -> dict[str, str]:
                 f"pairs, Wilcoxon p={p:.3g}")  # fmt: skip
 
 
-def domain_matters_more_than_size(factors: pd.DataFrame) -> dict[str, str]:
+def domain_matters_more_than_size(factors: pd.DataFrame, g: pd.DataFrame) -> dict[str, str]:
     name = "Including the target's domain matters more than source size"
+    gaps = [gap for f in ("includes_target_domain", "source_larger") if (gap := _factor_gap(g, factors, f))]
+    if gaps:
+        status = NOT_TESTABLE if any(s == NOT_TESTABLE for s, _ in gaps) else NOT_ENOUGH
+        return _row(name, status, "; ".join(e for s, e in gaps if s == status))
     inc, size = _factor(factors, "includes_target_domain"), _factor(factors, "source_larger")
-    if inc is None or size is None:
-        missing = "includes_target_domain" if inc is None else "source_larger"
-        return _row(name, NOT_TESTABLE, f"'{missing}' does not vary in this study")
     status = HELD if abs(inc["effect"]) > abs(size["effect"]) and inc["p_holm"] < ALPHA else NOT_HELD
     return _row(name, status, f"includes-domain effect {inc['effect']:+.1%} (Holm p={inc['p_holm']:.3g}) vs "
                               f"source-larger effect {size['effect']:+.1%} (Holm p={size['p_holm']:.3g})")  # fmt: skip
 
 
 def check_findings(runs: pd.DataFrame, g: pd.DataFrame, pairs: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
-    """The nine findings of Mensink et al. as rows of finding, status, evidence."""
+    """The ten findings of Mensink et al. as rows of finding, status, evidence (see the module's evidence rule)."""
     return pd.DataFrame([
         init_beats_scratch(runs),
-        most_targets_have_a_helpful_source(pairs),
-        domain_is_strongest(factors),
-        factor_finding(factors, "The source should include the target's image domain", "includes_target_domain"),
-        cross_task_can_be_positive(pairs),
+        most_targets_have_a_helpful_source(pairs, g),
+        domain_is_strongest(factors, g),
+        factor_finding(factors, g, "The source should include the target's image domain", "includes_target_domain"),
+        cross_task_can_be_positive(pairs, g),
         same_task_same_domain_positive(g),
-        factor_finding(factors, "Transfer flows from larger to smaller datasets", "source_larger"),
+        factor_finding(factors, g, "Transfer flows from larger to smaller datasets", "source_larger"),
         effects_grow_for_small_targets(g),
-        domain_matters_more_than_size(factors),
+        domain_matters_more_than_size(factors, g),
+        factor_finding(factors, g, "A multi-source source transfers better than single sources", "multi_source"),
     ])  # fmt: skip

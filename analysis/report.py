@@ -3,17 +3,25 @@
     result = analyse(runs, expected)             # pure: DataFrames in, DataFrames out
     paths = write_report(result, out_dir, "demo")
 
-Sections: Mensink's findings (held / not held / not testable, with numbers),
-the factor table and the joint linear model, per target task type and size a
-source x target gain heatmap (rows and columns grouped by image domain), gain
-distributions per factor, the top three sources per target, baselines, and
+Sections: Mensink's findings (held / not held / not enough evidence / not
+testable, with numbers, under the evidence rule), the factor table and the
+joint linear model, per target task type and size a source x target gain
+heatmap (rows and columns grouped by image domain), gain distributions per
+factor, the top three sources per target, baselines beside their trivial
+predictor (reference), the targets left out and why, the undefined gains, and
 the failed or missing jobs.
+
+`Analysis.gains` keeps every transfer that has a baseline, with `included`
+and `excluded` (why not) from `gains.mark_gains`; the heatmaps show them all
+(a left-out target's label says so). The pairs, the factor table, the joint
+model, the distributions and the findings use only the included transfers.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,29 +34,41 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.factors import FACTORS, add_factors, factor_tests, linear_model  # noqa: E402
-from analysis.findings import check_findings  # noqa: E402
-from analysis.gains import gain_matrix, summarize_gains, transfer_gains  # noqa: E402
+from analysis.findings import EVIDENCE_RULE, check_findings  # noqa: E402
+from analysis.gains import (  # noqa: E402
+    CHECK,
+    baseline_check,
+    gain_matrix,
+    mark_gains,
+    summarize_gains,
+    transfer_gains,
+    undefined_gains,
+)
 from analysis.load import finished  # noqa: E402
 
 
 @dataclass
 class Analysis:
     runs: pd.DataFrame  # every job run, any status
-    gains: pd.DataFrame  # one row per transfer run with a baseline, with factor columns
-    pairs: pd.DataFrame  # mean over seeds per (source, target, size, init), with intervals
-    factors: pd.DataFrame
-    model: pd.DataFrame
+    gains: pd.DataFrame  # one row per transfer run with a baseline, with factor columns, `included` and `excluded`
+    pairs: pd.DataFrame  # mean over seeds per (source, target, size, init) of included gains, with intervals
+    factors: pd.DataFrame  # of included gains
+    model: pd.DataFrame  # of included gains
     findings: pd.DataFrame
     failed: pd.DataFrame  # jobs whose latest run failed and that never finished
     missing: pd.DataFrame  # planned jobs with no finished or failed run
+    baselines: pd.DataFrame  # per target, size and init: baseline vs reference (`gains.baseline_check`)
+    undefined: pd.DataFrame  # transfers with no relative gain, and why (`gains.undefined_gains`)
 
 
 def analyse(runs: pd.DataFrame, expected: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0) -> Analysis:
     """Everything the report shows, from the tidy runs frame and (optionally) the planned jobs."""
     done = finished(runs)
-    g = add_factors(transfer_gains(done))
-    pairs = summarize_gains(g, done, n_boot=n_boot, seed=seed)
-    factors = factor_tests(g, n_boot=n_boot, seed=seed)
+    check = baseline_check(done)
+    g = add_factors(mark_gains(transfer_gains(done), check))
+    counted = g[g["included"]]
+    pairs = summarize_gains(counted, done, n_boot=n_boot, seed=seed)
+    factors = factor_tests(counted, n_boot=n_boot, seed=seed)
     finished_keys = set(done["job_key"])
     failed = runs[(runs["status"] == "FAILED") & ~runs["job_key"].isin(finished_keys)]
     failed = failed.drop_duplicates("job_key", keep="last")[["kind", "name", "job_key", "error"]]
@@ -57,8 +77,9 @@ def analyse(runs: pd.DataFrame, expected: pd.DataFrame | None = None, n_boot: in
         missing = expected[~expected["job_key"].isin(seen)][["kind", "name", "job_key"]]
     else:
         missing = pd.DataFrame(columns=["kind", "name", "job_key"])
-    return Analysis(runs, g, pairs, factors, linear_model(g), check_findings(done, g, pairs, factors),
-                    failed.reset_index(drop=True), missing.reset_index(drop=True))  # fmt: skip
+    return Analysis(runs, g, pairs, factors, linear_model(counted), check_findings(done, g, pairs, factors),
+                    failed.reset_index(drop=True), missing.reset_index(drop=True), check,
+                    undefined_gains(done, g))  # fmt: skip
 
 
 # -- figures ----------------------------------------------------------------------------------------
@@ -71,31 +92,48 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def heatmap_png(mat: pd.DataFrame, title: str, row_groups: list[str], col_groups: list[str]) -> bytes:
-    """A diverging heatmap of gains (in %), each cell annotated, lines between domain groups; PNG bytes."""
+def heatmap_figure(mat: pd.DataFrame, title: str, row_groups: list[str], col_groups: list[str],
+                   left_out: frozenset[str] = frozenset()):  # fmt: skip
+    """A diverging heatmap of gains (in %), each cell annotated, lines between domain groups; a matplotlib figure.
+
+    Columns in `left_out` are labelled "(left out)". The figure is sized to its labels and the title wraps to
+    its width, so no text falls outside it.
+    """
     values = mat.to_numpy(dtype=float) * 100
     finite = np.isfinite(values)
     lim = max(float(np.nanmax(np.abs(values))) if finite.any() else 1.0, 1e-9)
-    fig, ax = plt.subplots(figsize=(2.5 + 0.8 * mat.shape[1], 1.6 + 0.45 * mat.shape[0]), dpi=100)
+    xlabels = [f"{c} [{d}]" + (" (left out)" if c in left_out else "") for c, d in zip(mat.columns, col_groups,
+                                                                                      strict=True)]  # fmt: skip
+    ylabels = [f"{r} [{d}]" for r, d in zip(mat.index, row_groups, strict=True)]
+    longest = max(map(len, xlabels), default=0), max(map(len, ylabels), default=0)
+    # inches: ~0.075 per label character at 10 pt, 0.8 per column, 0.45 per row, x labels at 40 degrees
+    width = max(5.0, 2.2 + 0.075 * longest[1] + 0.8 * mat.shape[1])
+    title = textwrap.fill(title, max(20, int(width * 100 * 0.85 / 8.5)))  # ~8.5 px a character at 11 pt
+    height = 1.4 + 0.25 * title.count("\n") + 0.05 * longest[0] + 0.45 * mat.shape[0]
+    fig, ax = plt.subplots(figsize=(width, height), dpi=100, layout="constrained")  # makes room for every label
     im = ax.imshow(values, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-    ax.set_xticks(range(mat.shape[1]), [f"{c} [{d}]" for c, d in zip(mat.columns, col_groups, strict=True)],
-                  rotation=40, ha="right")  # fmt: skip
-    ax.set_yticks(range(mat.shape[0]), [f"{r} [{d}]" for r, d in zip(mat.index, row_groups, strict=True)])
+    ax.set_xticks(range(mat.shape[1]), xlabels, rotation=40, ha="right")
+    ax.set_yticks(range(mat.shape[0]), ylabels)
     for groups, line in ((row_groups, ax.axhline), (col_groups, ax.axvline)):
         for i in range(1, len(groups)):
             if groups[i] != groups[i - 1]:
                 line(i - 0.5, color="black", lw=1.2)
-    ax.set_xlabel("target (dataset/task) [domain]")
-    ax.set_ylabel("source (dataset/task) [domain]")
-    ax.set_title(title)
+    ax.set_xlabel("target [domain]")
+    ax.set_ylabel("source [domain]")
+    fig.suptitle(title, fontsize=11)  # centred on the figure, which the wrapped title fits
     if values.size <= 200:  # beyond that the numbers are unreadable: gains.csv has them
         for i, j in zip(*np.nonzero(finite), strict=True):
             dark = abs(values[i, j]) > 0.6 * lim
             ax.text(j, i, f"{values[i, j]:+.1f}", ha="center", va="center", fontsize=7,
                     color="white" if dark else "black")  # fmt: skip
     fig.colorbar(im, ax=ax, label="gain (%)")
-    fig.tight_layout()
-    return _png(fig)
+    return fig
+
+
+def heatmap_png(mat: pd.DataFrame, title: str, row_groups: list[str], col_groups: list[str],
+                left_out: frozenset[str] = frozenset()) -> bytes:  # fmt: skip
+    """`heatmap_figure` as PNG bytes."""
+    return _png(heatmap_figure(mat, title, row_groups, col_groups, left_out))
 
 
 def factor_png(g: pd.DataFrame) -> bytes | None:
@@ -103,16 +141,16 @@ def factor_png(g: pd.DataFrame) -> bytes | None:
     shown = [f for f in FACTORS if g[f.name].notna().any() and g[f.name].dropna().nunique() == 2]
     if not shown:
         return None
-    fig, axes = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 3.2), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 3.4), dpi=100, squeeze=False,
+                             layout="constrained")  # fmt: skip
     for ax, f in zip(axes[0], shown, strict=True):
         col = g[f.name]
         data = [g.loc[col == True, "gain"] * 100, g.loc[col == False, "gain"] * 100]  # noqa: E712
-        ax.boxplot(data, tick_labels=[f.yes, f.no])
+        ax.boxplot(data, tick_labels=[textwrap.fill(f.yes, 16), textwrap.fill(f.no, 16)])
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set_title(f.question, fontsize=9)
+        ax.set_title(textwrap.fill(f.question, 32), fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
     axes[0][0].set_ylabel("gain (%)")
-    fig.tight_layout()
     return _png(fig)
 
 
@@ -127,14 +165,36 @@ def best_sources(pairs: pd.DataFrame, k: int = 3) -> pd.DataFrame:
     return top[cols].reset_index(drop=True)
 
 
+def baselines_table(check: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """`baseline_check` for the reader: each baseline beside its trivial predictor (and scratch, when run)."""
+    out = check.assign(beats_reference=check["beats_reference"].map({True: "yes", False: "NO: left out"}).fillna(""))
+    scratch = runs[runs["kind"] == "scratch"].groupby(CHECK[:3])["value"].mean().rename("scratch")
+    if len(scratch):
+        out = out.merge(scratch.reset_index(), on=CHECK[:3], how="left")
+    cols = [*CHECK, "primary_metric", "baseline", "reference", *(["scratch"] if len(scratch) else []), "seeds",
+            "beats_reference", "reason"]  # fmt: skip
+    return out[cols]
+
+
+def left_out_targets(check: pd.DataFrame, gains: pd.DataFrame) -> pd.DataFrame:
+    """Targets whose baseline does not beat the trivial predictor: the transfers left out with them, and why."""
+    weak = check[check["beats_reference"].eq(False).fillna(False)]
+    n = gains.groupby(CHECK).size().rename("transfers_left_out").reset_index()
+    out = weak.merge(n, on=CHECK, how="left").fillna({"transfers_left_out": 0})
+    return out[[*CHECK, "transfers_left_out", "reason"]].reset_index(drop=True)
+
+
 def _percent(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     return df.assign(**{c: df[c].map(lambda v: "" if pd.isna(v) else f"{v:+.2%}") for c in cols if c in df})
 
 
 def _html(df: pd.DataFrame) -> str:
+    """The table inside a div that scrolls sideways, so a wide table never widens the page."""
     if df.empty:
         return "<p>None.</p>"
-    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep="", escape=True)
+    table = df.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep="", escape=True)
+    return f'<div class="scroll">{table}</div>'
+
 
 
 def _md(df: pd.DataFrame) -> str:
@@ -159,14 +219,18 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
+.scroll { overflow-x: auto; max-width: 100%; }
 </style></head><body>
 <h1>{{ study }}: transfer report</h1>
 <p>{{ counts }}</p>
 <p>Gain of a transfer S&rarr;T over the baseline B&rarr;T of the same target, target size, seed and init:
 <code>(m(S&rarr;T) &minus; m(B&rarr;T)) / |m(B&rarr;T)|</code>, sign flipped for lower-is-better metrics
-(depth AbsRel), so a positive gain means the source helped. Means are over seeds; intervals are 95% bootstrap.</p>
+(depth AbsRel), so a positive gain means the source helped. Means are over seeds; intervals are 95% bootstrap.
+A transfer counts in the statistics only when its gain is defined and its target's baseline beats the trivial
+predictor fitted on the same training subset (the reference); the heatmaps show every transfer.</p>
 {% for sec in sections %}
 <h2 id="{{ sec.id }}">{{ sec.title }}</h2>
+{% if sec.text %}<p>{{ sec.text }}</p>{% endif %}
 {% if sec.png %}<img alt="{{ sec.title }}" src="data:image/png;base64,{{ sec.png }}">{% endif %}
 {{ sec.html }}
 {% endfor %}
@@ -176,32 +240,41 @@ img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
 
 
 def _sections(a: Analysis, study: str) -> list[dict]:
+    g = a.gains
+    counted = g[g["included"]]
     sections = [
-        {"title": "Findings of Mensink et al. on this study", "table": a.findings},
+        {"title": "Findings of Mensink et al. on this study", "text": EVIDENCE_RULE, "table": a.findings},
         {"title": "Factors of influence", "table": _percent(a.factors, ["median_yes", "median_no", "effect", "ci_low", "ci_high"])},
         {"title": "Joint linear model of gain on the factors", "table": a.model},
     ]  # fmt: skip
-    g = a.gains
+    left_out = left_out_targets(a.baselines, g)
     for task in sorted(g["target_task"].unique()):
         for size in sorted(g.loc[g["target_task"] == task, "target_size"].unique()):
             sub = g[(g["target_task"] == task) & (g["target_size"] == size)]
             mat = gain_matrix(sub, size)
             src_dom = sub.drop_duplicates("source").set_index("source")["source_domain"]
             tgt_dom = sub.drop_duplicates("target").set_index("target")["target_domain"]
+            weak = left_out[(left_out["target_task"] == task) & (left_out["target_size"] == size)]
             title = f"Transfer gain onto {task} targets, target size {size}"
             png = heatmap_png(mat, f"{study}: {title.lower()}", [src_dom[s] for s in mat.index],
-                              [tgt_dom[t] for t in mat.columns])  # fmt: skip
+                              [tgt_dom[t] for t in mat.columns],
+                              frozenset(weak["target_dataset"] + "/" + weak["target_task"]))  # fmt: skip
             sections.append({"title": title, "png": png, "file": f"heatmap_{task}_{size}.png"})
-    dist = factor_png(g) if not g.empty else None
+    dist = factor_png(counted) if not counted.empty else None
     if dist is not None:
         sections.append({"title": "Gain distributions per factor", "png": dist, "file": "factors.png"})
     sections.append({"title": "Top three sources per target", "table": _percent(best_sources(a.pairs), ["gain", "ci_low", "ci_high"])})
-    done = finished(a.runs)
-    base = done[done["kind"].isin(["baseline", "scratch"])]
-    cols = ["kind", "init", "target_dataset", "target_task", "target_size", "seed", "primary_metric", "value"]
-    sections.append({"title": "Baselines", "table": base[cols].sort_values(cols[:6]).reset_index(drop=True)})
-    sections.append({"title": "Failed jobs", "table": a.failed})
-    sections.append({"title": "Missing jobs (planned, never run or skipped)", "table": a.missing})
+    sections += [
+        {"title": "Baselines", "table": baselines_table(a.baselines, finished(a.runs)),
+         "text": "Means over seeds. A baseline must beat the trivial predictor fitted on the same training subset "
+                 "(reference: each pixel's majority class or median depth, or a fixed prior box); otherwise "
+                 "the transfers onto its target are left out of the statistics."},
+        {"title": "Targets left out (the baseline does not beat the trivial predictor)", "table": left_out},
+        {"title": "Undefined gains", "table": a.undefined,
+         "text": "Transfers whose relative gain is undefined: left out of the statistics."},
+        {"title": "Failed jobs", "table": a.failed},
+        {"title": "Missing jobs (planned, never run or skipped)", "table": a.missing},
+    ]  # fmt: skip
     for i, sec in enumerate(sections):
         sec["id"] = f"s{i}"
     return sections
@@ -219,6 +292,8 @@ def write_report(a: Analysis, out_dir: str | Path, study: str) -> dict[str, Path
     md = [f"# {study}: transfer report\n", line + "\n"]
     for sec in sections:
         md.append(f"## {sec['title']}\n")
+        if "text" in sec:
+            md.append(sec["text"] + "\n")
         if "png" in sec:
             (out / sec["file"]).write_bytes(sec["png"])
             paths[sec["file"]] = out / sec["file"]
