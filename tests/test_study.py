@@ -203,7 +203,7 @@ def test_failing_jobs_are_recorded_and_their_dependants_skipped(tmp_path):
 
 def test_run_against_a_tracking_server(tmp_path):
     """`--tracking-uri http://...`: a real `mlflow server` on 127.0.0.1, started and stopped here."""
-    (tmp_path / "tiny.yaml").write_text(TINY + "tasks: [segmentation]\n")  # 9 jobs
+    (tmp_path / "tiny.yaml").write_text(TINY + "tasks: [segmentation]\n")  # 11 jobs
     env, _ = _env(tmp_path)
     port = _free_port()
     server = subprocess.Popen(
@@ -225,12 +225,12 @@ def test_run_against_a_tracking_server(tmp_path):
                 time.sleep(1)
         result = run_tmx("run", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
-        assert "Launched 9 jobs" in result.stdout
+        assert "Launched 11 jobs" in result.stdout
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name("tiny")
         runs = client.search_runs([exp.experiment_id], "tags.kind != 'study' and attributes.status = 'FINISHED'",
                                   max_results=1000)  # fmt: skip
-        assert len(runs) == 9 and len({r.data.tags["job_key"] for r in runs}) == 9
+        assert len(runs) == 11 and len({r.data.tags["job_key"] for r in runs}) == 11
         transfer = next(r for r in runs if r.data.tags["kind"] == "transfer")
         assert [a.path for a in client.list_artifacts(transfer.info.run_id)] == ["train_ids.json", "transfer.json"]
         assert not (tmp_path / "outputs" / "tiny" / "mlflow.db").exists()  # nothing went to the local default
@@ -238,7 +238,7 @@ def test_run_against_a_tracking_server(tmp_path):
         again = run_tmx("run", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
         assert again.returncode == 0 and "No job launched" in again.stdout
         status = run_tmx("status", "tiny.yaml", "--tracking-uri", uri, "--json", cwd=tmp_path, env=env)
-        assert json.loads(status.stdout)["kinds"][-1] == {"kind": "total", "planned": 9, "done": 9, "running": 0,
+        assert json.loads(status.stdout)["kinds"][-1] == {"kind": "total", "planned": 11, "done": 11, "running": 0,
                                                           "failed": 0, "skipped": 0, "pending": 0}  # fmt: skip
         report = run_tmx("report", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
         assert report.returncode == 0, report.stderr[-3000:]
