@@ -211,9 +211,12 @@ def report(study_file: str, tracking_uri: str | None, output: str | None, runs_f
         tracker = Tracker(_tracking_uri(study, tracking_uri), study.name)
         tracker.log_report([p for k, p in paths.items() if k.endswith(".png") or k == "html"])
     held = (result.findings["status"] == "held").sum()
+    counted = int(result.gains["included"].sum()) if "included" in result.gains else len(result.gains)
+    left_out = result.baselines["beats_reference"].eq(False).sum()
     click.echo(f"Wrote {paths['html']}, {paths['md']} and {paths['csv']}: {len(result.gains)} transfers with "
-               f"baselines, {held} of {len(result.findings)} findings held, {len(result.failed)} failed and "
-               f"{len(result.missing)} missing jobs")  # fmt: skip
+               f"baselines ({counted} counted; {left_out} targets left out: their baseline does not beat the "
+               f"trivial predictor), {held} of {len(result.findings)} findings held, {len(result.failed)} failed "
+               f"and {len(result.missing)} missing jobs")  # fmt: skip
 
 
 @main.command()

@@ -117,6 +117,9 @@ def test_run_track_rerun_and_report(tmp_path):
         assert title in html and title in (out / "report.md").read_text()
     gains = pd.read_csv(out / "gains.csv")
     assert len(gains) == 12 and gains["gain"].notna().all()
+    # 3 finetuning steps: most baselines lose to their trivial predictor, and the report says how many count
+    counted = re.search(r"12 transfers with baselines \((\d+) counted; (\d+) targets left out", report.stdout)
+    assert counted and int(counted[1]) == gains["included"].sum() == 12 - 3 * int(counted[2]), report.stdout
     row = gains.iloc[0]
     sign = 1 if row["higher_is_better"] else -1
     assert row["gain"] == pytest.approx(sign * (row["value"] - row["baseline"]) / abs(row["baseline"]))
