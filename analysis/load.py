@@ -16,7 +16,7 @@ import pandas as pd
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 TAGS = ("study", "kind", "job_key", "source_dataset", "source_domain", "source_task", "source_size", "source_domains",
-        "multi_source", "target_dataset", "target_domain", "target_task", "target_size", "seed", "init",
+        "source_datasets", "multi_source", "target_dataset", "target_domain", "target_task", "target_size", "seed", "init",
         "primary_metric", "higher_is_better")  # fmt: skip
 
 
