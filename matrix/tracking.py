@@ -44,6 +44,10 @@ def _ms(t: float) -> int:
     return int(t * 1000)
 
 
+# MLflow 3.17's UI opens an experiment of this kind on its runs table (not on the GenAI overview)
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 class Tracker:
     def __init__(self, uri: str, study: str, artifact_root: Path | None = None, create: bool = True) -> None:
         """Open (and unless `create` is False, create) the study's experiment and parent run."""
@@ -60,7 +64,11 @@ class Tracker:
             return
         if exp is None:
             location = artifact_root.resolve().as_uri() if artifact_root is not None else None
-            exp = self.client.get_experiment(self.client.create_experiment(study, artifact_location=location))
+            exp = self.client.get_experiment(self.client.create_experiment(study, artifact_location=location,
+                                                                           tags=EXPERIMENT_TAGS))  # fmt: skip
+        elif any(exp.tags.get(k) != v for k, v in EXPERIMENT_TAGS.items()):  # a study created before the tag
+            for k, v in EXPERIMENT_TAGS.items():
+                self.client.set_experiment_tag(exp.experiment_id, k, v)
         self.experiment_id = exp.experiment_id
         where = urlparse(exp.artifact_location)  # a local folder, or a server's or object store's URI
         self._local_artifacts = Path(url2pathname(where.path)) if where.scheme == "file" and not where.netloc else None

@@ -47,3 +47,16 @@ def test_running_killed_and_finished_runs(tmp_path):
     assert "interrupted" in killed[0].data.tags["error"]
     assert rows[other.kind]["running"] == 0 and rows[other.kind]["pending"] >= 1
     assert [r.data.tags.get("job_key") for r in restarted.runs("FINISHED") if "job_key" in r.data.tags] == [pretrain.key]
+
+
+def test_the_experiment_is_tagged_as_model_training(tmp_path):
+    """MLflow 3.17's UI opens an experiment with this tag on its runs table, not on the GenAI overview."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    Tracker(uri, "trk", artifact_root=tmp_path / "art")
+    client = MlflowClient(uri)
+    assert client.get_experiment_by_name("trk").tags["mlflow.experimentKind"] == "custom_model_development"
+    old = client.create_experiment("old")  # a study created before the tag gets it when next opened
+    Tracker(uri, "old")
+    assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
