@@ -36,8 +36,9 @@ def test_job_counts_and_order():
 
 def test_demo_plan():
     jobs = plan(load_study(REPO / "configs" / "demo.yaml"))
-    assert count_by_kind(jobs) == {"pretrain": 1, "source": 8, "transfer": 56, "baseline": 8, "scratch": 8,
-                                   "reference": 8}  # fmt: skip
+    assert count_by_kind(jobs) == {"pretrain": 1, "source": 7, "transfer": 63, "baseline": 10, "scratch": 10,
+                                   "reference": 10}  # fmt: skip
+    assert {j.task for j in jobs if j.kind == "baseline"} == {"segmentation", "depth", "detection", "keypoints"}
 
 
 def test_keys_are_stable_and_follow_upstream():

@@ -19,7 +19,7 @@ datasets:
 
 def test_demo_study_loads_and_is_frozen():
     study = load_study(REPO / "configs" / "demo.yaml")
-    assert study.name == "demo" and len(study.datasets) == 4
+    assert study.name == "demo" and len(study.datasets) == 5
     with pytest.raises(ValidationError):
         study.name = "other"
 

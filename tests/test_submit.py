@@ -26,7 +26,8 @@ from matrix.cli import main
 from matrix.submit import follow
 
 BIN = Path(sys.executable).parent
-# one source, its transfer onto one target (through the checkpoint storage), the target's baseline: 3 jobs
+# one source, its transfer onto one target (through the checkpoint storage), the target's baseline and
+# reference (its trivial predictor): 4 jobs
 STUDY = """\
 name: tiny
 image_size: 32
@@ -161,7 +162,7 @@ def test_submit_runs_the_study_as_a_ray_job(cluster, tmp_path, monkeypatch):
     job_id = result.stdout.split()[1].rstrip(":")
     assert job_id.startswith("tmx-tiny-")
     assert f"ray job logs --address {cluster['address']} --follow {job_id}" in result.stdout
-    assert "Launched 3 jobs (0 were already done)" in result.stdout  # the job's own log, streamed
+    assert "Launched 4 jobs (0 were already done)" in result.stdout  # the job's own log, streamed
     assert result.stdout.rstrip().endswith(f"job {job_id}: SUCCEEDED")
 
     client = JobSubmissionClient(cluster["address"], headers={"Authorization": f"Bearer {cluster['token']}"})

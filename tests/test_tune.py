@@ -39,6 +39,8 @@ def test_tune_writes_per_task_values_that_the_plan_uses(tmp_path):
     for job in jobs:
         if job.kind in ("baseline", "transfer"):
             assert job.schedule["lr"] == tuned.lr and job.schedule["steps"] == 4
+        elif job.kind == "reference":
+            assert job.schedule == {} and job.key in before  # a trivial predictor has no schedule: not rerun
         else:
             assert job.schedule["lr"] == study.source.lr  # sources keep their own schedule
     assert {j.key for j in jobs if j.kind == "source"} <= before  # sources unchanged: not rerun
