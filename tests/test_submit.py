@@ -173,7 +173,7 @@ def test_submit_runs_the_study_as_a_ray_job(cluster, tmp_path, monkeypatch):
     mlflow = MlflowClient(cluster["tracking"])
     exp = mlflow.get_experiment_by_name("tiny")
     runs = mlflow.search_runs([exp.experiment_id], "tags.kind != 'study'", max_results=100)
-    assert sorted(r.data.tags["kind"] for r in runs) == ["baseline", "source", "transfer"]
+    assert sorted(r.data.tags["kind"] for r in runs) == ["baseline", "reference", "source", "transfer"]
     assert all(r.info.status == "FINISHED" for r in runs)
     source = next(r for r in runs if r.data.tags["kind"] == "source")
     checkpoint = Path(source.data.tags["checkpoint"])
