@@ -1,4 +1,4 @@
-"""A study's MLflow runs as one tidy DataFrame: one row per job run (the study's parent run excluded).
+"""A study's MLflow runs as one tidy DataFrame: one row per job run (the study's parent run and lease runs excluded).
 
 Columns: the job tags (`TAGS`), `status` (FINISHED, FAILED, ...), `error`,
 `name`, `value` (the run's primary metric) and one `metric.<name>` column per
@@ -18,6 +18,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 TAGS = ("study", "kind", "job_key", "source_dataset", "source_domain", "source_task", "source_size", "source_domains",
         "source_datasets", "multi_source", "target_dataset", "target_domain", "target_task", "target_size", "seed", "init",
         "primary_metric", "higher_is_better")  # fmt: skip
+
+
+# the study's parent run and its drivers' lease runs (matrix/lease.py) are no job runs
+JOB_RUNS = "tags.kind != 'study' and tags.kind != 'lease'"
 
 
 def runs_frame(records: list[dict]) -> pd.DataFrame:
@@ -52,7 +56,7 @@ def load_runs(tracking_uri: str, study: str) -> pd.DataFrame:
         raise LookupError(f"no MLflow experiment named {study!r} in {tracking_uri}: run the study first (tmx run)")
     records, token = [], None
     while True:
-        page = client.search_runs([exp.experiment_id], "tags.kind != 'study'", max_results=1000, page_token=token)
+        page = client.search_runs([exp.experiment_id], JOB_RUNS, max_results=1000, page_token=token)
         records += [run.data.tags | {"metrics": dict(run.data.metrics), "status": run.info.status} for run in page]
         token = page.token
         if not token:

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 
 import click
@@ -131,9 +129,16 @@ def plan(study_file: str, tracking_uri: str | None, show_jobs: bool) -> None:
 @click.option("--storage", envvar="TMX_STORAGE", show_envvar=True,
               help="Storage root for checkpoints (ROOT/checkpoints) and decoded data (ROOT/data): a folder every node "
                    "sees, or an fsspec URI such as s3://bucket/path (default: OUTPUT)")  # fmt: skip
+@click.option("--force", is_flag=True,
+              help="Take the study's lease even from a live driver, which then stops (default: exit 2 naming it)")
 def run(study_file: str, tracking_uri: str | None, address: str | None, max_parallel: int | None,
-        in_process: bool, storage: str | None) -> None:  # fmt: skip
-    """Run every job of STUDY that has no FINISHED run yet."""
+        in_process: bool, storage: str | None, force: bool) -> None:  # fmt: skip
+    """Run every job of STUDY that has no FINISHED run yet.
+
+    One driver at a time runs a study: this one takes the study's lease in the tracking store first, and exits 2
+    naming the driver that holds it (host, process, since when) unless that driver's heartbeat has stopped.
+    """
+    from matrix.lease import LeaseError, take_lease
     from matrix.scheduler import run_jobs
     from matrix.store import Storage
     from matrix.tracking import Tracker
@@ -143,8 +148,18 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
     study.out.mkdir(parents=True, exist_ok=True)
     uri = _tracking_uri(study, tracking_uri)
     local_store = uri.startswith(("sqlite:", "file:", "/"))  # a server decides where artifacts go
-    open_tracker = partial(Tracker, uri, study.name, artifact_root=study.out / "mlartifacts" if local_store else None)
+    artifact_root = study.out / "mlartifacts" if local_store else None
     store = Storage(storage or study.out)
+    leases = []  # this driver's lease on the study, once taken
+
+    def say(line: str) -> None:
+        click.echo(f"tmx: {line}", err=True)
+
+    def open_tracker() -> Tracker:
+        """The lease first (it creates a new store and the study's experiment), then the tracker under it."""
+        leases.append(take_lease(uri, study.name, artifact_root, force, say))
+        return Tracker(uri, study.name, artifact_root=artifact_root)
+
     try:
         with ThreadPoolExecutor(1) as pool:
             # a new sqlite store takes seconds to create (MLflow's schema migrations): Ray starts meanwhile
@@ -152,8 +167,15 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
             tracker = pool.submit(open_tracker) if new and not in_process else open_tracker()
             summary = run_jobs(jobs, tracker, store, address, max_parallel, in_process=in_process,
                                resources=study.ray_resources())
+    except LeaseError as e:
+        _fail(str(e))
     except KeyboardInterrupt:
+        if leases and leases[0].lost:  # another driver took the study over: the lease interrupted this one
+            _fail(leases[0].lost)
         _fail(f"interrupted: finished jobs are recorded in {uri}; run `tmx run {study_file}` again to go on", 130)
+    finally:
+        for lease in leases:
+            lease.release()
     if summary.launched == 0:
         click.echo(f"Nothing to run: all {summary.total} jobs of study {study.name!r} already have a FINISHED run "
                    f"in {uri}. No job launched.")  # fmt: skip
@@ -280,12 +302,19 @@ def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
 @click.option("--storage", envvar="TMX_STORAGE", show_envvar=True,
               help="Storage (checkpoints, decoded data) every node reaches: s3://bucket/path, gs://..., or an absolute shared path")
 @click.option("--wait/--no-wait", default=False, show_default=True, help="Stream the job's logs; exit with its status")
-def submit(study_file: str, tracking_uri: str | None, address: str, storage: str | None, wait: bool) -> None:
-    """Run STUDY on a Ray cluster as a Ray Job: `tmx run STUDY --address auto` on its head (cluster/README.md)."""
+@click.option("--force", is_flag=True,
+              help="Submit even while a live driver holds the study's lease: the job's driver takes it over")
+def submit(study_file: str, tracking_uri: str | None, address: str, storage: str | None, wait: bool,
+           force: bool) -> None:  # fmt: skip
+    """Run STUDY on a Ray cluster as a Ray Job: `tmx run STUDY --address auto` on its head (cluster/README.md).
+
+    A study whose lease a live driver holds is not submitted (exit 2, naming that driver) unless --force.
+    """
     from matrix.submit import SubmitError, submit_study
 
     try:
-        sys.exit(submit_study(study_file, address, tracking_uri, storage, wait, lambda s: click.echo(s, nl=False)))
+        sys.exit(submit_study(study_file, address, tracking_uri, storage, wait, lambda s: click.echo(s, nl=False),
+                              force=force))  # fmt: skip
     except SubmitError as e:
         _fail(str(e), e.status)
 
@@ -334,16 +363,33 @@ def tune(study_file: str, tracking_uri: str | None, trials: int, seed: int, addr
 @uri_opt
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 def ui(study_file: str, tracking_uri: str | None, port: int) -> None:
-    """Serve the MLflow UI for the study's runs on 127.0.0.1."""
+    """Serve the MLflow UI for the study's runs on 127.0.0.1 and print the URL of its runs page.
+
+    The server stops with `tmx ui`: on Ctrl-C, SIGTERM or SIGHUP. With an MLflow server as the tracking URI,
+    nothing is started: the URL of the study's runs page on that server is printed.
+    """
+    from matrix.tracking import Tracker
+    from matrix.ui import HOST, ServerExited, port_in_use, runs_url, serve_ui
+
     study = _study(study_file)
     uri = _tracking_uri(study, tracking_uri)
-    click.echo(f"MLflow UI for study {study.name!r} at http://127.0.0.1:{port} (Ctrl-C to stop)")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
-    env = os.environ | {"MLFLOW_DISABLE_TELEMETRY": "true"}
+    if tracking_uri is None and not (study.out / "mlflow.db").exists():
+        _fail(f"{study_file}: no runs yet: {study.out / 'mlflow.db'} does not exist; run `tmx run {study_file}` first")
+    experiment = Tracker(uri, study.name, create=False).experiment_id
+    if experiment is None:
+        _fail(f"{study_file}: no runs of study {study.name!r} in {uri} yet; run `tmx run {study_file}` first")
+    if uri.startswith(("http://", "https://")):  # already served
+        click.echo(f"Runs of study {study.name!r}: {runs_url(uri, experiment)}")
+        return
+    if port_in_use(port):
+        _fail(f"--port: port {port} on {HOST} is in use (another `tmx ui`?); pass a free one, e.g. --port {port + 1}")
+    click.echo(f"Starting the MLflow UI on {HOST}:{port} ...", err=True)
+    url = runs_url(f"http://{HOST}:{port}", experiment)
     try:
-        sys.exit(subprocess.call(cmd, env=env))
-    except KeyboardInterrupt:
-        sys.exit(130)
+        status = serve_ui(uri, port, url, lambda u: click.echo(f"Runs of study {study.name!r}: {u}  (Ctrl-C stops the UI)"))
+    except ServerExited as e:
+        _fail(str(e), 1)
+    sys.exit(status)
 
 
 main.add_command(datasets)  # tmx datasets: list, check, export, show (matrix/datasets_cli.py)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from matrix.jobs import JobResult, execute
 from matrix.store import Storage
 from matrix.plan import KINDS, Job
+from matrix.processes import STOPPING, interrupt_on, shielded
 from matrix.status import SKIPPED
 from matrix.tracking import Tracker
 
@@ -83,28 +86,36 @@ def run_jobs(
     """
     console = console or Console(stderr=True)
     ray = None
-    try:
-        if isinstance(tracker, Future):
-            if not in_process:
-                ray = start_ray(address, max_parallel)
-            tracker = tracker.result()
-        store.sweep()
-        tracker.close_stale()
-        done = tracker.finished()
-        todo = [j for j in jobs if j.key not in done]
-        summary = RunSummary(total=len(jobs), already_done=len(jobs) - len(todo))
-        if not todo:
+    # SIGTERM and SIGHUP stop the driver as Ctrl-C (SIGINT) does, with a KeyboardInterrupt, and none of the three
+    # cuts a write to the tracking store in half (`shielded`): the parent run ends KILLED, an embedded Ray cluster
+    # shuts down, and `tmx run` says how to go on
+    with interrupt_on(*STOPPING):
+        try:
+            if isinstance(tracker, Future):
+                if not in_process:
+                    ray = start_ray(address, max_parallel)
+                tracker = tracker.result()
+            with shielded():
+                store.sweep()
+                tracker.close_stale()
+                done = tracker.finished()
+            todo = [j for j in jobs if j.key not in done]
+            summary = RunSummary(total=len(jobs), already_done=len(jobs) - len(todo))
+            if not todo:
+                with shielded():
+                    tracker.close_study()
+                return summary
+            # the study's parent run: RUNNING now, then FINISHED, FAILED (a job failed) or KILLED (interrupted)
+            with tracker.session(jobs), _Ledger(todo, tracker, summary, console) as ledger:
+                if in_process:
+                    _run_here(todo, done, store, ledger, fn)
+                else:
+                    ray = ray or start_ray(address, max_parallel)
+                    _run_on_ray(ray, todo, done, store, ledger, fn, resources or {})
             return summary
-        with _Ledger(todo, tracker, summary, console) as ledger:
-            if in_process:
-                _run_here(todo, done, store, ledger, fn)
-            else:
-                ray = ray or start_ray(address, max_parallel)
-                _run_on_ray(ray, todo, done, store, ledger, fn, resources or {})
-        return summary
-    finally:
-        if ray is not None:
-            ray.shutdown()
+        finally:
+            if ray is not None:
+                ray.shutdown()
 
 
 def start_ray(address: str | None, max_parallel: int | None):
@@ -112,6 +123,8 @@ def start_ray(address: str | None, max_parallel: int | None):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
+    # ray.init sets its own SIGTERM handler (sys.exit); a handler the caller set (run_jobs') stays
+    term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     if address is None:
         _local_auth_token()
         # "local": always a new embedded cluster, even when a `ray start` one runs on this machine
@@ -119,6 +132,8 @@ def start_ray(address: str | None, max_parallel: int | None):
                  log_to_driver=False)  # fmt: skip
     else:
         ray.init(address=address, logging_level="ERROR")
+    if callable(term):
+        signal.signal(signal.SIGTERM, term)
     return ray
 
 
@@ -212,14 +227,18 @@ class _Ledger:
     def __exit__(self, *exc) -> None:
         self.progress.stop()
 
+    # each records a job whole: a signal that arrives meanwhile is raised after it (matrix/processes.py)
+    @shielded()
     def started(self, job: Job, when: float) -> None:
         self.tracker.start(job, when)
 
+    @shielded()
     def finished(self, job: Job, result: JobResult) -> None:
         self.tracker.record(job, result)
         self.summary.finished[job.kind] += 1
         self._advance(job, "finished")
 
+    @shielded()
     def failed(self, job: Job, error: BaseException | None, started: float) -> None:
         """`job` raised `error`; or, when its upstream failed, it was never run (skipped)."""
         if job.upstream in self.failed_keys:

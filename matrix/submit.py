@@ -90,7 +90,8 @@ def _local_path(uri: str) -> str | None:
     return None if "://" in uri else uri
 
 
-def job_request(study_file: str | Path, tracking_uri: str | None, storage: str | None) -> JobRequest:
+def job_request(study_file: str | Path, tracking_uri: str | None, storage: str | None,
+                force: bool = False) -> JobRequest:  # fmt: skip
     """Validate STUDY and the options locally, and build the job; bad input raises SubmitError (status 2).
 
     The study's folder is the job's working directory, so a catalog file the
@@ -128,7 +129,7 @@ def job_request(study_file: str | Path, tracking_uri: str | None, storage: str |
     excludes = EXCLUDES
     if not study.out.is_absolute():
         excludes += (f"/{study.out.as_posix()}/",)
-    entrypoint = shlex.join([*ENTRYPOINT, Path(study_file).name, *CLUSTER_ADDRESS])
+    entrypoint = shlex.join([*ENTRYPOINT, Path(study_file).name, *CLUSTER_ADDRESS, *(["--force"] if force else [])])
     submission_id = f"tmx-{re.sub(r'[^A-Za-z0-9_-]', '-', study.name)}-{secrets.token_hex(4)}"
     return JobRequest(submission_id, entrypoint, folder, env, excludes, {"study": study.name, "submitted_by": "tmx"})
 
@@ -186,17 +187,36 @@ def follow(client, job_id: str, echo: Callable[[str], None]) -> int:
     return 0 if status == "SUCCEEDED" else 1
 
 
+def check_lease(request: JobRequest, echo: Callable[[str], None]) -> None:
+    """SubmitError (status 2) naming the driver when a live one holds the study's lease in the job's tracking
+    store. A store this machine cannot read is only noted: the job's own driver takes the lease on the cluster."""
+    from matrix.lease import LeaseError, check_free
+
+    uri, study = request.env_vars[ENV_TRACKING_URI], request.metadata["study"]
+    try:
+        check_free(uri, study)
+    except LeaseError as e:
+        raise SubmitError(str(e)) from None
+    except Exception as e:  # unreachable from here: the driver on the cluster checks
+        echo(f"Could not read study {study!r}'s lease in {uri} from here ({_first_line(e)}); the job's driver "
+             "checks it\n")  # fmt: skip
+
+
 def submit_study(study_file: str, address: str, tracking_uri: str | None, storage: str | None, wait: bool,
-                 echo: Callable[[str], None]) -> int:  # fmt: skip
+                 echo: Callable[[str], None], force: bool = False) -> int:  # fmt: skip
     """`tmx submit`: validate, submit, print how to follow the job; with `wait`, follow it.
 
     Returns the exit status (0 when submitted, or with `wait` when the job
     SUCCEEDED); raises SubmitError for bad input (status 2, before the cluster
-    is contacted) and for a cluster that cannot be used (status 1).
+    is contacted), for a cluster that cannot be used (status 1), and for a study
+    a live driver runs (status 2, unless `force`: the job's driver then takes the
+    study's lease over, `tmx run --force`).
     """
     address = check_address(address)
-    request = job_request(study_file, tracking_uri, storage)
+    request = job_request(study_file, tracking_uri, storage, force)
     client = connect(address)
+    if not force:
+        check_lease(request, echo)
     try:
         job_id = client.submit_job(**request.submit_kwargs())
     except Exception as e:  # the upload is too large, the runtime_env is refused, ...
