@@ -217,9 +217,16 @@ target_sizes: [8]
 
 
 def _start_ui(cwd: Path, port: int, log: Path) -> subprocess.Popen:
-    # the tmx process only is signalled (not a group): it must stop the server it started itself
+    # the tmx process only is signalled (not a group): it must stop the server it started itself. It starts with
+    # the default handlers, as from a terminal: a pytest-xdist worker ignores SIGINT, and an ignored signal is
+    # inherited (and kept ignored by tmx, as under `nohup`)
     return subprocess.Popen([TMX, "ui", "tiny.yaml", "--port", str(port)], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=log.open("w"), text=True)  # fmt: skip
+                            stderr=log.open("w"), text=True, preexec_fn=_default_signals)  # fmt: skip
+
+
+def _default_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def _url(proc: subprocess.Popen, log: Path) -> str:
