@@ -21,6 +21,7 @@ import click
 
 from matrix.datasets_cli import datasets
 from matrix.spec import SpecError, Study, load_study
+from matrix.system_metrics import DEFAULT_INTERVAL
 
 
 def _fail(message: str, status: int = 2) -> None:
@@ -70,6 +71,11 @@ def _tracking_uri(study: Study, uri: str | None) -> str:
 study_arg = click.argument("study_file", metavar="STUDY", type=click.Path(dir_okay=False))
 uri_opt = click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True,
                        help="MLflow tracking URI (default: sqlite in the study's output folder)")
+system_metrics_opt = click.option("--system-metrics", is_flag=True,
+                                  help="Sample CPU, memory and GPUs while each job runs; its run shows them under "
+                                       "MLflow's system metrics (system/...)")  # fmt: skip
+interval_opt = click.option("--system-metrics-interval", type=click.FloatRange(min=0.1), default=DEFAULT_INTERVAL,
+                            show_default=True, help="Seconds between two samples of --system-metrics")  # fmt: skip
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,8 +137,11 @@ def plan(study_file: str, tracking_uri: str | None, show_jobs: bool) -> None:
                    "sees, or an fsspec URI such as s3://bucket/path (default: OUTPUT)")  # fmt: skip
 @click.option("--force", is_flag=True,
               help="Take the study's lease even from a live driver, which then stops (default: exit 2 naming it)")
+@system_metrics_opt
+@interval_opt
 def run(study_file: str, tracking_uri: str | None, address: str | None, max_parallel: int | None,
-        in_process: bool, storage: str | None, force: bool) -> None:  # fmt: skip
+        in_process: bool, storage: str | None, force: bool, system_metrics: bool,
+        system_metrics_interval: float) -> None:  # fmt: skip
     """Run every job of STUDY that has no FINISHED run yet.
 
     One driver at a time runs a study: this one takes the study's lease in the tracking store first, and exits 2
@@ -166,7 +175,8 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
             new = uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists()
             tracker = pool.submit(open_tracker) if new and not in_process else open_tracker()
             summary = run_jobs(jobs, tracker, store, address, max_parallel, in_process=in_process,
-                               resources=study.ray_resources())
+                               resources=study.ray_resources(),
+                               system_metrics=system_metrics_interval if system_metrics else None)  # fmt: skip
     except LeaseError as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -304,8 +314,10 @@ def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
 @click.option("--wait/--no-wait", default=False, show_default=True, help="Stream the job's logs; exit with its status")
 @click.option("--force", is_flag=True,
               help="Submit even while a live driver holds the study's lease: the job's driver takes it over")
+@system_metrics_opt
+@interval_opt
 def submit(study_file: str, tracking_uri: str | None, address: str, storage: str | None, wait: bool,
-           force: bool) -> None:  # fmt: skip
+           force: bool, system_metrics: bool, system_metrics_interval: float) -> None:  # fmt: skip
     """Run STUDY on a Ray cluster as a Ray Job: `tmx run STUDY --address auto` on its head (cluster/README.md).
 
     A study whose lease a live driver holds is not submitted (exit 2, naming that driver) unless --force.
@@ -314,7 +326,7 @@ def submit(study_file: str, tracking_uri: str | None, address: str, storage: str
 
     try:
         sys.exit(submit_study(study_file, address, tracking_uri, storage, wait, lambda s: click.echo(s, nl=False),
-                              force=force))  # fmt: skip
+                              force=force, system_metrics=system_metrics_interval if system_metrics else None))  # fmt: skip
     except SubmitError as e:
         _fail(str(e), e.status)
 

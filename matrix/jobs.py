@@ -46,6 +46,7 @@ class JobResult:
     started: float = 0.0
     ended: float = 0.0
     train_ids: list[str] = field(default_factory=list)  # the ids (file names) of the samples it trained on
+    system: list[tuple[float, dict[str, float]]] = field(default_factory=list)  # matrix/system_metrics.py samples
 
 
 def reader(ref: DataRef, image_size: int) -> torch.utils.data.Dataset:

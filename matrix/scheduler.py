@@ -29,6 +29,7 @@ from matrix.store import Storage
 from matrix.plan import KINDS, Job
 from matrix.processes import STOPPING, interrupt_on, shielded
 from matrix.status import SKIPPED
+from matrix.system_metrics import Sampled
 from matrix.tracking import Tracker
 
 
@@ -73,6 +74,7 @@ def run_jobs(
     in_process: bool = False,
     fn: Callable[[Job, JobResult | None, Storage], JobResult] = execute,
     resources: dict[str, dict[str, float]] | None = None,
+    system_metrics: float | None = None,
 ) -> RunSummary:
     """Run every job of `jobs` (topologically ordered) that has no FINISHED run yet.
 
@@ -83,8 +85,12 @@ def run_jobs(
     `fn` is what runs a job (`matrix.jobs.execute`); the scheduler bench swaps in a no-op.
     `resources` maps a job kind to what each of its jobs asks Ray for ({"num_cpus": 1, "num_gpus": 0.5});
     kinds not given take 1 CPU and no GPU. Ray gives a job with GPUs its own CUDA_VISIBLE_DEVICES.
+    `system_metrics`: every that many seconds, the worker samples CPU, memory and GPUs while each job runs, and
+    its run gets the samples as `system/...` metrics (matrix/system_metrics.py); None: no sampling.
     """
     console = console or Console(stderr=True)
+    if system_metrics is not None:
+        fn = Sampled(fn, system_metrics)
     ray = None
     # SIGTERM and SIGHUP stop the driver as Ctrl-C (SIGINT) does, with a KeyboardInterrupt, and none of the three
     # cuts a write to the tracking store in half (`shielded`): the parent run ends KILLED, an embedded Ray cluster

@@ -30,6 +30,7 @@ from urllib.request import url2pathname
 from matrix.jobs import JobResult
 from matrix.plan import KINDS, DataRef, Job
 from matrix.processes import shielded
+from matrix.system_metrics import PREFIX as SYSTEM_PREFIX
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -56,6 +57,7 @@ def _ms(t: float) -> int:
 
 # MLflow 3.17's UI opens an experiment of this kind on its runs table (not on the GenAI overview)
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+BATCH = 1000  # metrics per log_batch: MLflow's limit
 
 
 TASK_WORDS = {"segmentation": "semantic segmentation", "detection": "object detection", "depth": "monocular depth",
@@ -356,8 +358,13 @@ class Tracker:
         metrics += [Metric("duration_s", result.ended - result.started, end, 0),
                     Metric("moved_tensors", len(result.moved), end, 0),
                     Metric("skipped_tensors", len(result.skipped), end, 0)]  # fmt: skip
+        metrics += [Metric(SYSTEM_PREFIX + k, float(v), _ms(t), step) for step, (t, sample) in enumerate(result.system)
+                    for k, v in sample.items()]  # fmt: skip
         params = [Param(k, str(v)) for k, v in self._params(job).items()]
-        self.client.log_batch(run_id, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
+        self.client.log_batch(run_id, metrics=metrics[:BATCH], params=params,
+                              tags=[RunTag(k, v) for k, v in tags.items()])  # fmt: skip
+        for i in range(BATCH, len(metrics), BATCH):  # MLflow takes at most 1,000 metrics per batch
+            self.client.log_batch(run_id, metrics=metrics[i : i + BATCH])
         if job.upstream is not None:
             self._log_json(run_id, {"moved": result.moved, "skipped": result.skipped}, "transfer.json")
         if result.train_ids:

@@ -275,14 +275,15 @@ def _stop_a_run_on_ray_with_sigterm(tmp_path: Path, db: Path) -> None:
 
 def test_the_study_in_the_ui_and_nothing_left_behind(tmp_path):
     """A run stopped by SIGTERM, then finished by a rerun under the same parent run; meanwhile four `tmx ui`, each
-    stopped by another signal; the runs page they print lists the job runs by name in headless Chromium."""
+    stopped by another signal; the runs page they print lists the job runs by name in headless Chromium, and a job
+    run's page charts the system metrics the rerun sampled in-process (`--system-metrics`)."""
     (tmp_path / "tiny.yaml").write_text(STUDY)
     jobs = plan(load_study(tmp_path / "tiny.yaml"))
     db = tmp_path / "outputs" / "tiny" / "mlflow.db"
     _stop_a_run_on_ray_with_sigterm(tmp_path, db)
 
-    driver = subprocess.Popen([TMX, "run", "tiny.yaml", "--in-process"], cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    driver = subprocess.Popen([TMX, "run", "tiny.yaml", "--in-process", "--system-metrics", "--system-metrics-interval",
+                               "0.2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     # the UIs start while the rerun runs; SIGKILL too: no handler sees it, but the kernel then sends the server
     # SIGTERM (PR_SET_PDEATHSIG)
     ports = {sig: _free_port() for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGKILL, signal.SIGTERM)}
@@ -337,6 +338,16 @@ def test_the_study_in_the_ui_and_nothing_left_behind(tmp_path):
                 browser.save_screenshot(str(tmp_path / "runs.png"))
                 assert names <= shown, f"not listed: {sorted(names - shown)}"
                 assert "Sort: Run Name" in browser.find_element("tag name", "body").text
+                # a job's system metrics (`--system-metrics`) are charted on its run's System metrics tab
+                [run] = [r for r in finished if r.data.tags["kind"] == "transfer"][:1]
+                browser.get(urls[signal.SIGTERM].split("/runs?")[0] + f"/runs/{run.info.run_id}/system-metrics")
+                charts = ("cpu_utilization_percentage", "system_memory_usage_megabytes", "process_memory_rss_megabytes")
+                deadline, text = time.monotonic() + 60, ""
+                while not all(c in text for c in charts) and time.monotonic() < deadline:
+                    text = browser.find_element("tag name", "body").text
+                    time.sleep(0.5)
+                browser.save_screenshot(str(tmp_path / "system-metrics.png"))
+                assert re.search(r"System metrics\s*\(5\)", text) and all(c in text for c in charts), text[:2000]
                 browsed = True
             finally:
                 browser.quit()

@@ -1,0 +1,125 @@
+"""Per-job system metrics (`tmx run --system-metrics`): sampled in the worker, logged by the driver under MLflow's
+`system/...` names, on the job's own run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import psutil
+from conftest import run_tmx
+from mlflow.tracking import MlflowClient
+
+from matrix.jobs import JobResult
+from matrix.plan import plan
+from matrix.spec import load_study, parse_study
+from matrix.system_metrics import sampling
+from matrix.tracking import Tracker
+
+STUDY = """\
+name: sysm
+image_size: 32
+init: scratch
+tasks: [segmentation]
+datasets:
+  - {name: a, domain: driving, train: 16, val: 8}
+  - {name: b, domain: underwater, train: 16, val: 8}
+target_sizes: [8]
+source: {steps: 6, batch_size: 8}
+finetune: {steps: 6, batch_size: 8}
+"""
+NODE = ("cpu_utilization_percentage", "system_memory_usage_megabytes", "system_memory_usage_percentage")
+PROCESS = ("process_cpu_utilization_percentage", "process_memory_rss_megabytes")
+
+
+def test_the_job_process_tree_is_sampled():
+    """A child that holds 300 MB and keeps a core busy shows in the samples of the process that started it: its
+    memory and CPU count as the job's (a DataLoader's workers are such children); the node's figures are
+    psutil's."""
+    hog = "x = bytearray(300_000_000); import time; t = time.time()\nwhile time.time() - t < 3: pass"
+    before = psutil.Process().memory_info().rss / 1e6
+    with sampling(interval=0.5) as samples:
+        subprocess.run([sys.executable, "-c", hog], check=True)
+    assert len(samples) >= 4  # every 0.5 s for ~3 s, and one at the end
+    times = [t for t, _ in samples]
+    assert times == sorted(times)
+    for _, values in samples:
+        assert set(values) >= set(NODE + PROCESS)
+        assert 0 <= values["cpu_utilization_percentage"] <= 100
+        assert 0 < values["system_memory_usage_megabytes"] <= psutil.virtual_memory().total / 1e6
+    peak = max(v["process_memory_rss_megabytes"] for _, v in samples)
+    assert peak > before + 250, (before, peak)
+    busy = [v["process_cpu_utilization_percentage"] for _, v in samples[1:-1]]
+    assert max(busy) > 50, busy  # the child spins one core (100 = one core)
+
+
+def test_samples_are_logged_in_batches_on_the_job_run(tmp_path):
+    """1,000 samples of 5 metrics: 5,000 metrics, more than one MLflow batch takes; all reach the run, each as a
+    step of its `system/...` history at the sample's time. A job without samples gets no system metric."""
+    study = parse_study({"name": "sysb", "init": "scratch", "tasks": ["segmentation"], "target_sizes": [8],
+                         "datasets": [{"name": "a", "domain": "driving", "train": 16, "val": 8}],
+                         "source": {"steps": 1}, "finetune": {"steps": 1}}, tmp_path / "sysb.yaml")  # fmt: skip
+    jobs = plan(study)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "sysb", artifact_root=tmp_path / "art")
+    t0 = time.time() - 2000
+    samples = [(t0 + i, {"cpu_utilization_percentage": float(i % 100), "process_memory_rss_megabytes": 100.0 + i,
+                         "gpu_0_utilization_percentage": 50.0, "gpu_0_memory_usage_megabytes": 1.0,
+                         "system_memory_usage_megabytes": 2.0}) for i in range(1000)]  # fmt: skip
+    result = JobResult(jobs[0].key, {"miou": 0.5}, "miou", True, started=t0, ended=time.time(), system=samples)
+    plain = JobResult(jobs[1].key, {"miou": 0.5}, "miou", True, started=t0, ended=time.time())
+    with tracker.session(jobs):
+        run_id = tracker.record(jobs[0], result)
+        plain_id = tracker.record(jobs[1], plain)
+    client = MlflowClient(uri)
+    history = client.get_metric_history(run_id, "system/process_memory_rss_megabytes")
+    assert sorted((m.step, m.value, m.timestamp) for m in history) == \
+        [(i, 100.0 + i, int((t0 + i) * 1000)) for i in range(1000)]  # fmt: skip
+    assert len(client.get_metric_history(run_id, "system/gpu_0_utilization_percentage")) == 1000
+    assert client.get_run(run_id).data.metrics["miou"] == 0.5
+    assert not [k for k in client.get_run(plain_id).data.metrics if k.startswith("system/")]
+
+
+def test_tmx_run_with_system_metrics(tmp_path):
+    """`tmx run --system-metrics` on real local Ray: every job's run has node and process samples, taken while it
+    ran, in MLflow's names; the worker's memory is that of a process that has loaded torch. A bad interval is a
+    usage error (exit 2) and starts nothing."""
+    (tmp_path / "sysm.yaml").write_text(STUDY)
+    bad = run_tmx("run", "sysm.yaml", "--system-metrics", "--system-metrics-interval", "0", cwd=tmp_path)
+    assert bad.returncode == 2 and "--system-metrics-interval" in bad.stderr
+    assert not (tmp_path / "outputs").exists()
+
+    done = run_tmx("run", "sysm.yaml", "--max-parallel", "2", "--system-metrics", "--system-metrics-interval", "0.2",
+                   cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'sysm' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("sysm")
+    runs = [r for r in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'")
+            if r.data.tags["kind"] != "study"]  # fmt: skip
+    assert len(runs) == len(plan(load_study(tmp_path / "sysm.yaml")))
+    for run in runs:
+        for name in NODE + PROCESS:
+            history = client.get_metric_history(run.info.run_id, f"system/{name}")
+            assert history, (run.data.tags["mlflow.runName"], name)
+            assert sorted(m.step for m in history) == list(range(len(history)))
+            # sampled while the job ran: its run starts when the worker starts it and ends when it returned
+            assert all(run.info.start_time - 1000 <= m.timestamp <= run.info.end_time for m in history)
+        rss = max(m.value for m in client.get_metric_history(run.info.run_id, "system/process_memory_rss_megabytes"))
+        assert rss > 150, rss  # a worker that has imported torch
+
+
+def test_submit_forwards_system_metrics_to_the_clusters_driver(tmp_path):
+    """`tmx submit --system-metrics` starts `tmx run ... --system-metrics` on the head, which `tmx run` parses."""
+    import shlex
+
+    from matrix.cli import run
+    from matrix.submit import job_request
+
+    (tmp_path / "sysm.yaml").write_text(STUDY)
+    request = job_request(tmp_path / "sysm.yaml", "http://mlflow:5000", None, system_metrics=2.5)
+    args = shlex.split(request.entrypoint)
+    assert args[:2] == ["tmx", "run"] and args[-3:] == ["--system-metrics", "--system-metrics-interval", "2.5"]
+    ctx = run.make_context("run", args[2:])
+    assert ctx.params["system_metrics"] is True and ctx.params["system_metrics_interval"] == 2.5
+    assert "--system-metrics" not in job_request(tmp_path / "sysm.yaml", "http://mlflow:5000", None).entrypoint
