@@ -33,7 +33,7 @@ from rich.console import Console  # noqa: E402
 from matrix.jobs import JobResult
 from matrix.store import Storage  # noqa: E402
 from matrix.plan import plan  # noqa: E402
-from matrix.scheduler import run_jobs, start_ray  # noqa: E402
+from matrix.scheduler import ray_session, run_jobs  # noqa: E402
 from matrix.spec import load_study  # noqa: E402
 from matrix.tracking import Tracker, default_tracking_uri  # noqa: E402
 
@@ -70,10 +70,9 @@ def nothing() -> None:
 def timed_ray_tasks(n: int) -> float:
     """`n` no-op tasks on an embedded 2-CPU Ray, started, run and shut down: Ray's part of (a), with no tracking."""
     t0 = time.perf_counter()
-    ray = start_ray(None, 2)  # the scheduler's own embedded cluster
-    task = ray.remote(num_cpus=1)(nothing)
-    ray.get([task.remote() for _ in range(n)])
-    ray.shutdown()
+    with ray_session(None, 2) as ray:  # the scheduler's own embedded cluster
+        task = ray.remote(num_cpus=1)(nothing)
+        ray.get([task.remote() for _ in range(n)])
     return time.perf_counter() - t0
 
 

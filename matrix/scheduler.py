@@ -19,6 +19,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -57,11 +58,41 @@ def _reason(error: BaseException) -> str:
     return f"{type(cause).__name__}: {text[-1] if text else ''}"
 
 
-def _local_auth_token() -> None:
-    """Give the embedded cluster a per-process auth token, so Ray keeps token auth on without
-    writing ~/.ray/auth_token. A token or mode the user configured is left alone."""
-    if not any(v in os.environ for v in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
+@contextmanager
+def ray_session(address: str | None, max_parallel: int | None, env: dict[str, str] | None = None):
+    """Connect to the cluster at `address`, or start an embedded one, for the block (which gets the `ray` module);
+    Ray is shut down after it.
+
+    Ray's processes read their settings from the environment: Ray's usage-stats switch (off) and `env` are set
+    there for the session only. The embedded cluster keeps Ray's token auth on without writing
+    ~/.ray/auth_token: it gets a token of this process in RAY_AUTH_TOKEN (a token or mode the user configured is
+    left alone), which stays set after the session: Ray's driver reads the token once and keeps it, so any Ray
+    cluster this process starts later must have the same (without it, its GCS does not start)."""
+    if address is None and not any(v in os.environ for v in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    session = {k: v for k, v in ({"RAY_USAGE_STATS_ENABLED": "0"} | (env or {})).items() if k not in os.environ}
+    os.environ.update(session)
+    try:
+        import ray
+
+        # ray.init sets its own SIGTERM handler (sys.exit); a handler the caller set (run_jobs') stays
+        main = threading.current_thread() is threading.main_thread()
+        term = signal.getsignal(signal.SIGTERM) if main else None
+        try:
+            if address is None:
+                # "local": always a new embedded cluster, even when a `ray start` one runs on this machine
+                ray.init(address="local", num_cpus=max_parallel or os.cpu_count(), include_dashboard=False,
+                         logging_level="ERROR", log_to_driver=False)  # fmt: skip
+            else:
+                ray.init(address=address, logging_level="ERROR")
+            if callable(term):
+                signal.signal(signal.SIGTERM, term)
+            yield ray
+        finally:
+            ray.shutdown()
+    finally:
+        for k in session:
+            os.environ.pop(k, None)
 
 
 def run_jobs(
@@ -91,56 +122,33 @@ def run_jobs(
     console = console or Console(stderr=True)
     if system_metrics is not None:
         fn = Sampled(fn, system_metrics)
-    ray = None
     # SIGTERM and SIGHUP stop the driver as Ctrl-C (SIGINT) does, with a KeyboardInterrupt, and none of the three
     # cuts a write to the tracking store in half (`shielded`): the parent run ends KILLED, an embedded Ray cluster
     # shuts down, and `tmx run` says how to go on
-    with interrupt_on(*STOPPING):
-        try:
-            if isinstance(tracker, Future):
-                if not in_process:
-                    ray = start_ray(address, max_parallel)
-                tracker = tracker.result()
+    with interrupt_on(*STOPPING), ExitStack() as stack:
+        ray = None
+        if isinstance(tracker, Future):
+            if not in_process:
+                ray = stack.enter_context(ray_session(address, max_parallel))
+            tracker = tracker.result()
+        with shielded():
+            store.sweep()
+            tracker.close_stale()
+            done = tracker.finished()
+        todo = [j for j in jobs if j.key not in done]
+        summary = RunSummary(total=len(jobs), already_done=len(jobs) - len(todo))
+        if not todo:
             with shielded():
-                store.sweep()
-                tracker.close_stale()
-                done = tracker.finished()
-            todo = [j for j in jobs if j.key not in done]
-            summary = RunSummary(total=len(jobs), already_done=len(jobs) - len(todo))
-            if not todo:
-                with shielded():
-                    tracker.close_study()
-                return summary
-            # the study's parent run: RUNNING now, then FINISHED, FAILED (a job failed) or KILLED (interrupted)
-            with tracker.session(jobs), _Ledger(todo, tracker, summary, console) as ledger:
-                if in_process:
-                    _run_here(todo, done, store, ledger, fn)
-                else:
-                    ray = ray or start_ray(address, max_parallel)
-                    _run_on_ray(ray, todo, done, store, ledger, fn, resources or {})
+                tracker.close_study()
             return summary
-        finally:
-            if ray is not None:
-                ray.shutdown()
-
-
-def start_ray(address: str | None, max_parallel: int | None):
-    """Connect to the cluster at `address`, or start an embedded one; returns the `ray` module."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    # ray.init sets its own SIGTERM handler (sys.exit); a handler the caller set (run_jobs') stays
-    term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
-    if address is None:
-        _local_auth_token()
-        # "local": always a new embedded cluster, even when a `ray start` one runs on this machine
-        ray.init(address="local", num_cpus=max_parallel or os.cpu_count(), include_dashboard=False, logging_level="ERROR",
-                 log_to_driver=False)  # fmt: skip
-    else:
-        ray.init(address=address, logging_level="ERROR")
-    if callable(term):
-        signal.signal(signal.SIGTERM, term)
-    return ray
+        # the study's parent run: RUNNING now, then FINISHED, FAILED (a job failed) or KILLED (interrupted)
+        with tracker.session(jobs), _Ledger(todo, tracker, summary, console) as ledger:
+            if in_process:
+                _run_here(todo, done, store, ledger, fn)
+            else:
+                ray = ray or stack.enter_context(ray_session(address, max_parallel))
+                _run_on_ray(ray, todo, done, store, ledger, fn, resources or {})
+        return summary
 
 
 def _run_here(todo: list[Job], done: dict[str, JobResult], store: Storage, ledger: _Ledger, fn) -> None:

@@ -14,7 +14,6 @@ baseline, transfer and scratch jobs (so their keys change and they rerun).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -58,23 +57,14 @@ def tune_study(study: Study, store: Storage, upstream: JobResult | None, trials:
 
     `upstream` is the init's result (the pretrain job's, for `init: generic`), or None.
     """
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    import ray
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search import BasicVariantGenerator
+    from matrix.scheduler import ray_session
 
-    from matrix.scheduler import _local_auth_token
-
-    if address is None:
-        _local_auth_token()
-        ray.init(address="local", num_cpus=max_parallel or os.cpu_count(), include_dashboard=False,
-                 logging_level="ERROR", log_to_driver=False)  # fmt: skip
-    else:
-        ray.init(address=address, logging_level="ERROR")
     best: dict[str, dict[str, Any]] = {}
-    try:
+    with ray_session(address, max_parallel, env={"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}):
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler
+        from ray.tune.search import BasicVariantGenerator
+
         for task, targets in tune_targets(study).items():
             trainable = tune.with_parameters(_trial, targets=targets, upstream=upstream, store=store)
             tuner = tune.Tuner(
@@ -93,8 +83,6 @@ def tune_study(study: Study, store: Storage, upstream: JobResult | None, trials:
                 raise RuntimeError(f"tuning {task}: no trial finished ({result.error})")
             best[task] = {"lr": float(result.config["lr"]), "weight_decay": float(result.config["weight_decay"]),
                           "score": float(result.metrics["score"]), "trials": trials}  # fmt: skip
-    finally:
-        ray.shutdown()
     return best
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 import time
@@ -36,13 +37,18 @@ PROCESS = ("process_cpu_utilization_percentage", "process_memory_rss_megabytes")
 def test_the_job_process_tree_is_sampled():
     """A child that holds 300 MB and keeps a core busy shows in the samples of the process that started it: its
     memory and CPU count as the job's (a DataLoader's workers are such children); the node's figures are
-    psutil's."""
+    psutil's. The CPU the samples add up to is what the kernel accounts the processes, less what the child spent
+    after the last sample before it (it was gone by the final one)."""
     hog = "x = bytearray(300_000_000); import time; t = time.time()\nwhile time.time() - t < 3: pass"
     before = psutil.Process().memory_info().rss / 1e6
+    used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    started = time.time()
     with sampling(interval=0.5) as samples:
         subprocess.run([sys.executable, "-c", hog], check=True)
+    cpu = sum(after.ru_utime + after.ru_stime - (b.ru_utime + b.ru_stime) for b, after in
+              zip(used, [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]))  # fmt: skip
     assert len(samples) >= 4  # every 0.5 s for ~3 s, and one at the end
-    times = [t for t, _ in samples]
+    times = [started] + [t for t, _ in samples]
     assert times == sorted(times)
     for _, values in samples:
         assert set(values) >= set(NODE + PROCESS)
@@ -50,8 +56,10 @@ def test_the_job_process_tree_is_sampled():
         assert 0 < values["system_memory_usage_megabytes"] <= psutil.virtual_memory().total / 1e6
     peak = max(v["process_memory_rss_megabytes"] for _, v in samples)
     assert peak > before + 250, (before, peak)
-    busy = [v["process_cpu_utilization_percentage"] for _, v in samples[1:-1]]
-    assert max(busy) > 50, busy  # the child spins one core (100 = one core)
+    sampled = sum(v["process_cpu_utilization_percentage"] / 100 * (t - t0)
+                  for t0, (t, v) in zip(times, samples))  # fmt: skip
+    assert cpu - 0.7 <= sampled <= cpu * 1.1 + 0.1, (sampled, cpu)
+    assert sampled > 0.3, sampled  # the child spun for 3 s
 
 
 def test_samples_are_logged_in_batches_on_the_job_run(tmp_path):
