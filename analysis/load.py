@@ -8,12 +8,9 @@ reads a parquet export (`tmx export`).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
-
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 TAGS = ("study", "kind", "job_key", "source_dataset", "source_domain", "source_task", "source_size", "source_domains",
         "source_datasets", "multi_source", "target_dataset", "target_domain", "target_task", "target_size", "seed", "init",
@@ -50,17 +47,14 @@ def load_runs(tracking_uri: str, study: str) -> pd.DataFrame:
     """Every job run of `study`'s experiment, paged through the store, 1,000 runs a page."""
     from mlflow import MlflowClient
 
+    from matrix.tracking import all_runs
+
     client = MlflowClient(tracking_uri=tracking_uri)
     exp = client.get_experiment_by_name(study)
     if exp is None:
         raise LookupError(f"no MLflow experiment named {study!r} in {tracking_uri}: run the study first (tmx run)")
-    records, token = [], None
-    while True:
-        page = client.search_runs([exp.experiment_id], JOB_RUNS, max_results=1000, page_token=token)
-        records += [run.data.tags | {"metrics": dict(run.data.metrics), "status": run.info.status} for run in page]
-        token = page.token
-        if not token:
-            return runs_frame(records)
+    return runs_frame([run.data.tags | {"metrics": dict(run.data.metrics), "status": run.info.status}
+                       for run in all_runs(client, exp.experiment_id, JOB_RUNS)])  # fmt: skip
 
 
 def write_runs(runs: pd.DataFrame, path: str | Path) -> Path:

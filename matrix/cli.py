@@ -81,6 +81,7 @@ interval_opt = click.option("--system-metrics-interval", type=click.FloatRange(m
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Transfer-learning studies across image domains and task types."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # for this process and the servers and jobs it starts
 
 
 @main.command()
@@ -186,12 +187,12 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
     finally:
         for lease in leases:
             lease.release()
-    if summary.launched == 0:
+    if summary.ran == 0 and not summary.skipped:
         click.echo(f"Nothing to run: all {summary.total} jobs of study {study.name!r} already have a FINISHED run "
                    f"in {uri}. No job launched.")  # fmt: skip
         return
     done = ", ".join(f"{n} {k}" for k, n in summary.finished.items()) or "none"
-    click.echo(f"Launched {summary.launched} jobs ({summary.already_done} were already done): finished {done}; "
+    click.echo(f"Ran {summary.ran} jobs ({summary.already_done} were already done): finished {done}; "
                f"{len(summary.failed)} failed, {len(summary.skipped)} skipped.")  # fmt: skip
     for name, reason in summary.failed.items():
         click.echo(f"  failed: {name}: {reason}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from domains.base import nested_subset
 from domains.cache import code_version, content_key
 from domains.mixture import Mixture
 from matrix.plan import DataRef, Job
+from matrix.results import JobResult  # noqa: F401  (what execute returns; importable from here too)
 from matrix.store import Storage
 from tasks.base import EmptySplitError
 from tasks.data import Subset
@@ -31,22 +31,6 @@ from tasks.recipe import Recipe, run_recipe
 from tasks.train import Schedule
 
 HAS_DEPENDANTS = ("pretrain", "source")  # kinds whose checkpoint another job loads
-
-
-@dataclass
-class JobResult:
-    key: str
-    metrics: dict[str, float]
-    primary_metric: str
-    higher_is_better: bool
-    checkpoint: str | None = None
-    curve: list[tuple[int, float]] = field(default_factory=list)
-    moved: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    started: float = 0.0
-    ended: float = 0.0
-    train_ids: list[str] = field(default_factory=list)  # the ids (file names) of the samples it trained on
-    system: list[tuple[float, dict[str, float]]] = field(default_factory=list)  # matrix/system_metrics.py samples
 
 
 def reader(ref: DataRef, image_size: int) -> torch.utils.data.Dataset:

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from matrix.jobs import JobResult, execute
 from matrix.store import Storage
 from matrix.plan import KINDS, Job
 from matrix.processes import STOPPING, interrupt_on, shielded
+from matrix.results import JobResult
 from matrix.status import SKIPPED
 from matrix.system_metrics import Sampled
 from matrix.tracking import Tracker
@@ -48,8 +48,9 @@ class RunSummary:
     skipped: dict[str, str] = field(default_factory=dict)  # job name -> reason
 
     @property
-    def launched(self) -> int:
-        return sum(self.finished.values()) + len(self.failed) + len(self.skipped)
+    def ran(self) -> int:
+        """Jobs run this time: those that finished and those that failed (not the skipped ones)."""
+        return sum(self.finished.values()) + len(self.failed)
 
 
 def _reason(error: BaseException) -> str:
@@ -93,6 +94,13 @@ def ray_session(address: str | None, max_parallel: int | None, env: dict[str, st
     finally:
         for k in session:
             os.environ.pop(k, None)
+
+
+def execute(job: Job, upstream: JobResult | None, store: Storage) -> JobResult:
+    """`matrix.jobs.execute`, imported where the job runs (a Ray worker): the driver imports no torch."""
+    from matrix.jobs import execute as run
+
+    return run(job, upstream, store)
 
 
 def run_jobs(
@@ -155,8 +163,8 @@ def _run_here(todo: list[Job], done: dict[str, JobResult], store: Storage, ledge
     results = dict(done)
     for job in todo:
         started = time.time()
-        if job.upstream in ledger.failed_keys:
-            ledger.failed(job, None, started)
+        if job.upstream in ledger.unfinished:
+            ledger.skipped(job)
             continue
         ledger.started(job, started)
         try:
@@ -201,8 +209,11 @@ def _run_on_ray(ray, todo: list[Job], done: dict[str, JobResult], store: Storage
             job, submitted = pending.pop(ref)
             try:
                 result = ray.get(ref)
-            except Exception as e:  # the job raised, or its upstream did
-                ledger.failed(job, e, submitted)
+            except Exception as e:  # the job raised, or its upstream did (then Ray never ran it)
+                if job.upstream in ledger.unfinished:
+                    ledger.skipped(job)
+                else:
+                    ledger.failed(job, e, submitted)
             else:
                 ledger.finished(job, result)
 
@@ -225,7 +236,7 @@ class _Ledger:
 
     def __init__(self, todo: list[Job], tracker: Tracker, summary: RunSummary, console: Console) -> None:
         self.tracker, self.summary, self.console = tracker, summary, console
-        self.failed_keys: set[str] = set()
+        self.unfinished: set[str] = set()  # keys of the jobs that failed or were skipped: their dependants are skipped
         self.names = {job.key: job.name for job in todo}
         self.total, self.ended = len(todo), 0
         totals = Counter(job.kind for job in todo)
@@ -253,20 +264,24 @@ class _Ledger:
         self._advance(job, "finished")
 
     @shielded()
-    def failed(self, job: Job, error: BaseException | None, started: float) -> None:
-        """`job` raised `error`; or, when its upstream failed, it was never run (skipped)."""
-        if job.upstream in self.failed_keys:
-            reason = f"{SKIPPED}its upstream {self.names.get(job.upstream, job.upstream)} failed"
-            self.tracker.record_skipped(job, reason, time.time())
-            self.summary.skipped[job.name] = reason
-            self._advance(job, "skipped")
-        else:
-            reason = _reason(error)
-            self.tracker.record_failure(job, reason, started, time.time())
-            self.summary.failed[job.name] = reason
-            self.console.print(f"[red]FAILED[/red] {job.name}: {reason}")
-            self._advance(job, "failed")
-        self.failed_keys.add(job.key)
+    def failed(self, job: Job, error: BaseException, started: float) -> None:
+        """`job` raised `error`."""
+        reason = _reason(error)
+        self.tracker.record_failure(job, reason, started, time.time())
+        self.summary.failed[job.name] = reason
+        self.console.print(f"[red]FAILED[/red] {job.name}: {reason}")
+        self._advance(job, "failed")
+        self.unfinished.add(job.key)
+
+    @shielded()
+    def skipped(self, job: Job) -> None:
+        """`job` was not run: its upstream failed or was skipped."""
+        upstream = self.names.get(job.upstream, job.upstream)
+        reason = f"{SKIPPED}its upstream {upstream} {'was skipped' if upstream in self.summary.skipped else 'failed'}"
+        self.tracker.record_skipped(job, reason, time.time())
+        self.summary.skipped[job.name] = reason
+        self._advance(job, "skipped")
+        self.unfinished.add(job.key)
 
     def _advance(self, job: Job, state: str) -> None:
         self.progress.advance(self.bars[job.kind])

@@ -27,12 +27,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from matrix.jobs import JobResult
 from matrix.plan import KINDS, DataRef, Job
 from matrix.processes import shielded
+from matrix.results import JobResult
 from matrix.system_metrics import PREFIX as SYSTEM_PREFIX
-
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def default_tracking_uri(out: Path) -> str:
@@ -58,6 +56,7 @@ def _ms(t: float) -> int:
 # MLflow 3.17's UI opens an experiment of this kind on its runs table (not on the GenAI overview)
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 BATCH = 1000  # metrics per log_batch: MLflow's limit
+PAGE = 1000  # runs per page of search_runs
 
 
 TASK_WORDS = {"segmentation": "semantic segmentation", "detection": "object detection", "depth": "monocular depth",
@@ -165,6 +164,14 @@ def open_client(uri: str):
         if lock is not None:
             os.close(lock)  # releases the lock
     return client
+
+
+def all_runs(client, experiment_id: str, query: str = "") -> list:
+    """Every run of the experiment that matches `query` (an MLflow search filter), paged through the store."""
+    from mlflow.utils import get_results_from_paginated_fn
+
+    return get_results_from_paginated_fn(
+        lambda n, token: client.search_runs([experiment_id], query, max_results=n, page_token=token), PAGE)
 
 
 def study_experiment(client, study: str, artifact_root: Path | None = None, create: bool = True):
@@ -277,16 +284,10 @@ class Tracker:
     def runs(self, status: str | None = "FINISHED") -> list:
         """Every run of the study (with `status`, if given), paging through the store; drivers' lease runs
         (kind=lease, matrix/lease.py) left out."""
-        query = f"attributes.status = '{status}'" if status else ""
-        out, token = [], None
         if self.experiment_id is None:
-            return out
-        while True:
-            page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
-            out.extend(r for r in page if r.data.tags.get("kind") != "lease")
-            token = page.token
-            if not token:
-                return out
+            return []
+        query = f"attributes.status = '{status}'" if status else ""
+        return [r for r in all_runs(self.client, self.experiment_id, query) if r.data.tags.get("kind") != "lease"]
 
     def finished(self) -> dict[str, JobResult]:
         """job_key -> the result of its FINISHED run (metrics and checkpoint)."""

@@ -90,7 +90,7 @@ def _race(folder: Path, env: dict[str, str], *args: str) -> None:
     status = [p.returncode for p in drivers]
     assert sorted(status) == [0, 2], [(s, o[1][-2000:]) for s, o in zip(status, out)]
     winner = status.index(0)
-    assert "Launched 4 jobs (0 were already done)" in out[winner][0]
+    assert "Ran 4 jobs (0 were already done)" in out[winner][0]
     _refused_by((status[1 - winner], out[1 - winner][1]), drivers[winner].pid)
 
 

@@ -61,7 +61,7 @@ def test_run_track_rerun_and_report(tmp_path):
 
     first = run_tmx("run", "tiny.yaml", "--max-parallel", "2", cwd=tmp_path, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "Launched 29 jobs (0 were already done)" in first.stdout
+    assert "Ran 29 jobs (0 were already done)" in first.stdout
 
     runs, client = _runs(tmp_path)
     assert len(runs) == 29 and all(r.info.status == "FINISHED" for r in runs)
@@ -228,7 +228,7 @@ def test_run_against_a_tracking_server(tmp_path):
                 time.sleep(1)
         result = run_tmx("run", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
-        assert "Launched 11 jobs" in result.stdout
+        assert "Ran 11 jobs" in result.stdout
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name("tiny")
         runs = client.search_runs([exp.experiment_id], "tags.kind != 'study' and attributes.status = 'FINISHED'",

@@ -162,7 +162,7 @@ def test_submit_runs_the_study_as_a_ray_job(cluster, tmp_path, monkeypatch):
     job_id = result.stdout.split()[1].rstrip(":")
     assert job_id.startswith("tmx-tiny-")
     assert f"ray job logs --address {cluster['address']} --follow {job_id}" in result.stdout
-    assert "Launched 4 jobs (0 were already done)" in result.stdout  # the job's own log, streamed
+    assert "Ran 4 jobs (0 were already done)" in result.stdout  # the job's own log, streamed
     assert result.stdout.rstrip().endswith(f"job {job_id}: SUCCEEDED")
 
     client = JobSubmissionClient(cluster["address"], headers={"Authorization": f"Bearer {cluster['token']}"})

@@ -180,7 +180,7 @@ def test_parent_run_follows_each_driver_session(tmp_path):
     assert done.data.tags["mlflow.note.content"].startswith(f"Study ses: {len(jobs)} jobs")
 
     nothing = run_jobs(jobs, Tracker(uri, "ses"), store, in_process=True, console=QUIET, fn=train)
-    assert nothing.launched == 0 and parent().info.end_time == done.info.end_time  # not stretched by a no-op
+    assert nothing.ran == 0 and parent().info.end_time == done.info.end_time  # not stretched by a no-op
 
     by_key = {r.data.tags["job_key"]: r for r in finished}
     for job in jobs:
