@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -48,3 +52,83 @@ def write_study(tmp_path):
         return path
 
     return write
+
+
+# studies small enough for seconds of CPU. FOUR_JOBS: a source, its transfer onto a target, the target's baseline
+# and its reference (trivial predictor). EIGHT_JOBS: both datasets are sources and targets: a source, a baseline,
+# a reference and a transfer per dataset.
+FOUR_JOBS = """\
+name: {name}
+image_size: 32
+init: scratch
+scratch: false
+tasks: [segmentation]
+datasets:
+  - {{name: a, domain: driving, role: source, train: 16, val: 8}}
+  - {{name: b, domain: underwater, role: target, train: 16, val: 8}}
+target_sizes: [8]
+source: {{steps: 3, batch_size: 8}}
+finetune: {{steps: 2, batch_size: 8}}
+"""
+EIGHT_JOBS = """\
+name: {name}
+image_size: 32
+init: scratch
+tasks: [segmentation]
+datasets:
+  - {{name: a, domain: driving, train: 16, val: 8}}
+  - {{name: b, domain: underwater, train: 16, val: 8}}
+target_sizes: [8]
+source: {{steps: {steps}, batch_size: 8}}
+finetune: {{steps: {steps}, batch_size: 8}}
+"""
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+NO_CHROMIUM = "needs Debian's chromium and chromium-driver (.ci/run installs them: apt-get install chromium chromium-driver)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def headless_chromium(profile: Path, size: str = "1400,1000"):
+    """Debian's chromium through its chromedriver (selenium), headless, with its profile in `profile`."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={profile}", f"--window-size={size}"):  # fmt: skip
+        opts.add_argument(arg)
+    return webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` on 127.0.0.1 with a fresh store; its URI."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(TMX).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=5).read()
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "mlflow server did not come up"
+                time.sleep(0.5)
+        yield uri
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)  # its own process group: the server and its workers
+        server.wait(timeout=30)

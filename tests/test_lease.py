@@ -13,13 +13,12 @@ import sqlite3
 import subprocess
 import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import TMX
+from conftest import FOUR_JOBS, TMX
 from mlflow import MlflowClient
 
 from matrix.cli import main
@@ -27,20 +26,7 @@ from matrix.lease import LeaseHeld, take_lease
 from matrix.plan import plan
 from matrix.spec import load_study
 
-# a source, its transfer onto a target, the target's baseline and trivial reference: 4 small jobs
-STUDY = """\
-name: lease
-image_size: 32
-init: scratch
-scratch: false
-tasks: [segmentation]
-datasets:
-  - {name: a, domain: driving, role: source, train: 16, val: 8}
-  - {name: b, domain: underwater, role: target, train: 16, val: 8}
-target_sizes: [8]
-source: {steps: 3, batch_size: 8}
-finetune: {steps: 2, batch_size: 8}
-"""
+STUDY = FOUR_JOBS.format(name="lease")
 HOST = socket.gethostname()
 
 
@@ -101,35 +87,6 @@ def test_two_drivers_on_a_new_sqlite_study(tmp_path):
     _each_job_finished_once(folder, _sqlite(folder))
     parents = _runs(_sqlite(folder), "tags.kind = 'study'")
     assert len(parents) == 1, "the loser touched nothing: one parent run"
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real `mlflow server` on 127.0.0.1 with a fresh store; its URI."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [str(Path(TMX).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=5).read()
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "mlflow server did not come up"
-                time.sleep(0.5)
-        yield uri
-    finally:
-        os.killpg(server.pid, signal.SIGKILL)  # its own process group: the server and its workers
-        server.wait(timeout=30)
 
 
 def test_two_drivers_on_a_tracking_server(tmp_path, mlflow_server):

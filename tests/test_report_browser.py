@@ -1,33 +1,22 @@
 """The report as a reader sees it: rendered in headless Chromium (Debian's), every image decoded, no sideways scroll."""
 
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import CHROMEDRIVER, CHROMIUM, NO_CHROMIUM, headless_chromium
 
 from analysis.findings import EVIDENCE_RULE
 from analysis.load import runs_frame
 from analysis.report import analyse, heatmap_figure, write_report
 from analysis.simulate import simulate_runs as study_runs
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
 
 @pytest.fixture
 def browser(tmp_path):
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them: apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1300,900"):  # fmt: skip
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+        pytest.skip(NO_CHROMIUM)
+    driver = headless_chromium(tmp_path / "chromium", "1300,900")
     yield driver
     driver.quit()
 

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TMX, run_tmx
+from conftest import TMX, free_port, run_tmx
 from mlflow import MlflowClient
 
 from matrix.plan import plan
@@ -139,15 +138,9 @@ def test_run_track_rerun_and_report(tmp_path):
     assert not list(home.iterdir()), f"left in the home directory: {list(home.rglob('*'))}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _check_ui_serves_the_study(tmp_path: Path, env: dict[str, str], n_runs: int) -> None:
     """`tmx ui` starts the MLflow UI on loopback, serving the study's runs."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([TMX, "ui", "tiny.yaml", "--port", str(port)], cwd=tmp_path, env=os.environ | env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
@@ -204,48 +197,28 @@ def test_failing_jobs_are_recorded_and_their_dependants_skipped(tmp_path):
     assert "3 jobs skipped: its upstream source a/segmentation failed" in table.stdout  # one line per upstream
 
 
-def test_run_against_a_tracking_server(tmp_path):
-    """`--tracking-uri http://...`: a real `mlflow server` on 127.0.0.1, started and stopped here."""
+def test_run_against_a_tracking_server(tmp_path, mlflow_server):
+    """`--tracking-uri http://...`: a real `mlflow server` on 127.0.0.1 (conftest's `mlflow_server`)."""
     (tmp_path / "tiny.yaml").write_text(TINY + "tasks: [segmentation]\n")  # 11 jobs
     env, _ = _env(tmp_path)
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(Path(TMX).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        cwd=tmp_path, env=os.environ | env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=5).read()
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "mlflow server did not come up"
-                time.sleep(1)
-        result = run_tmx("run", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert "Ran 11 jobs" in result.stdout
-        client = MlflowClient(uri)
-        exp = client.get_experiment_by_name("tiny")
-        runs = client.search_runs([exp.experiment_id], "tags.kind != 'study' and attributes.status = 'FINISHED'",
-                                  max_results=1000)  # fmt: skip
-        assert len(runs) == 11 and len({r.data.tags["job_key"] for r in runs}) == 11
-        transfer = next(r for r in runs if r.data.tags["kind"] == "transfer")
-        assert [a.path for a in client.list_artifacts(transfer.info.run_id)] == ["train_ids.json", "transfer.json"]
-        assert not (tmp_path / "outputs" / "tiny" / "mlflow.db").exists()  # nothing went to the local default
+    uri = mlflow_server
+    result = run_tmx("run", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Ran 11 jobs" in result.stdout
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id], "tags.kind != 'study' and attributes.status = 'FINISHED'",
+                              max_results=1000)  # fmt: skip
+    assert len(runs) == 11 and len({r.data.tags["job_key"] for r in runs}) == 11
+    transfer = next(r for r in runs if r.data.tags["kind"] == "transfer")
+    assert [a.path for a in client.list_artifacts(transfer.info.run_id)] == ["train_ids.json", "transfer.json"]
+    assert not (tmp_path / "outputs" / "tiny" / "mlflow.db").exists()  # nothing went to the local default
 
-        again = run_tmx("run", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
-        assert again.returncode == 0 and "No job launched" in again.stdout
-        status = run_tmx("status", "tiny.yaml", "--tracking-uri", uri, "--json", cwd=tmp_path, env=env)
-        assert json.loads(status.stdout)["kinds"][-1] == {"kind": "total", "planned": 11, "done": 11, "running": 0,
-                                                          "failed": 0, "skipped": 0, "pending": 0}  # fmt: skip
-        report = run_tmx("report", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
-        assert report.returncode == 0, report.stderr[-3000:]
-        assert (tmp_path / "outputs" / "tiny" / "report.html").exists()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    again = run_tmx("run", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
+    assert again.returncode == 0 and "No job launched" in again.stdout
+    status = run_tmx("status", "tiny.yaml", "--tracking-uri", uri, "--json", cwd=tmp_path, env=env)
+    assert json.loads(status.stdout)["kinds"][-1] == {"kind": "total", "planned": 11, "done": 11, "running": 0,
+                                                      "failed": 0, "skipped": 0, "pending": 0}  # fmt: skip
+    report = run_tmx("report", "tiny.yaml", "--tracking-uri", uri, cwd=tmp_path, env=env)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert (tmp_path / "outputs" / "tiny" / "report.html").exists()

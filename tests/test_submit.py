@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, run_tmx
+from conftest import FOUR_JOBS, REPO, free_port, run_tmx
 from mlflow import MlflowClient
 from ray.job_submission import JobSubmissionClient
 
@@ -26,27 +26,7 @@ from matrix.cli import main
 from matrix.submit import follow
 
 BIN = Path(sys.executable).parent
-# one source, its transfer onto one target (through the checkpoint storage), the target's baseline and
-# reference (its trivial predictor): 4 jobs
-STUDY = """\
-name: tiny
-image_size: 32
-init: scratch
-scratch: false
-tasks: [segmentation]
-datasets:
-  - {name: a, domain: driving, role: source, train: 16, val: 8}
-  - {name: b, domain: underwater, role: target, train: 16, val: 8}
-target_sizes: [8]
-source: {steps: 3, batch_size: 8}
-finetune: {steps: 2, batch_size: 8}
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+STUDY = FOUR_JOBS.format(name="tiny")  # its transfer goes through the checkpoint storage
 
 
 def _wait_for(url: str, proc: subprocess.Popen, what: str, headers: dict, timeout: float = 120) -> None:
@@ -84,12 +64,12 @@ def cluster(tmp_path_factory):
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # `tmx` on the nodes' PATH
         "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",  # stop at once on SIGTERM
     }
-    dashboard = _free_port()
+    dashboard = free_port()
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--port=0", "--node-ip-address", "127.0.0.1",
          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--include-dashboard", "true",
-         "--num-cpus", "2", "--ray-client-server-port", str(_free_port()),
-         "--dashboard-agent-listen-port", str(_free_port())],
+         "--num-cpus", "2", "--ray-client-server-port", str(free_port()),
+         "--dashboard-agent-listen-port", str(free_port())],
         env=head_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:

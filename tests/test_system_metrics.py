@@ -9,7 +9,7 @@ import sys
 import time
 
 import psutil
-from conftest import run_tmx
+from conftest import EIGHT_JOBS, run_tmx
 from mlflow.tracking import MlflowClient
 
 from matrix.jobs import JobResult
@@ -18,18 +18,7 @@ from matrix.spec import load_study, parse_study
 from matrix.system_metrics import sampling
 from matrix.tracking import Tracker
 
-STUDY = """\
-name: sysm
-image_size: 32
-init: scratch
-tasks: [segmentation]
-datasets:
-  - {name: a, domain: driving, train: 16, val: 8}
-  - {name: b, domain: underwater, train: 16, val: 8}
-target_sizes: [8]
-source: {steps: 6, batch_size: 8}
-finetune: {steps: 6, batch_size: 8}
-"""
+STUDY = EIGHT_JOBS.format(name="sysm", steps=6)
 NODE = ("cpu_utilization_percentage", "system_memory_usage_megabytes", "system_memory_usage_percentage")
 PROCESS = ("process_cpu_utilization_percentage", "process_memory_rss_megabytes")
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
@@ -16,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TMX, run_tmx
+from conftest import CHROMEDRIVER, CHROMIUM, EIGHT_JOBS, NO_CHROMIUM, TMX, free_port, headless_chromium
 from mlflow import MlflowClient
 from rich.console import Console
 
@@ -28,27 +27,8 @@ from matrix.store import Storage
 from matrix.tracking import Tracker, describe
 from matrix.ui import runs_url
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-# 8 jobs: a source, a baseline, a reference and a transfer per dataset
-STUDY = """\
-name: tiny
-image_size: 32
-init: scratch
-tasks: [segmentation]
-datasets:
-  - {name: a, domain: driving, train: 16, val: 8}
-  - {name: b, domain: underwater, train: 16, val: 8}
-target_sizes: [8]
-source: {steps: 3, batch_size: 8}
-finetune: {steps: 3, batch_size: 8}
-"""
+STUDY = EIGHT_JOBS.format(name="tiny", steps=3)
 QUIET = Console(file=open(os.devnull, "w"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _listening(port: int) -> bool:
@@ -236,19 +216,6 @@ def _url(proc: subprocess.Popen, log: Path) -> str:
     raise AssertionError(f"tmx ui printed no URL: {log.read_text()[-3000:]}")
 
 
-def _browser(tmp_path: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1400,1000"):  # fmt: skip
-        opts.add_argument(arg)
-    return webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
-
-
 def _stop_a_run_on_ray_with_sigterm(tmp_path: Path, db: Path) -> None:
     """`tmx run` on its embedded Ray cluster, sent SIGTERM once a job has finished: it says it was interrupted
     (exit 130), the parent run ends KILLED, and no process of the cluster is left."""
@@ -286,7 +253,7 @@ def test_the_study_in_the_ui_and_nothing_left_behind(tmp_path):
                                "0.2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     # the UIs start while the rerun runs; SIGKILL too: no handler sees it, but the kernel then sends the server
     # SIGTERM (PR_SET_PDEATHSIG)
-    ports = {sig: _free_port() for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGKILL, signal.SIGTERM)}
+    ports = {sig: free_port() for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGKILL, signal.SIGTERM)}
     uis = {sig: _start_ui(tmp_path, port, tmp_path / f"ui-{sig.name}.log") for sig, port in ports.items()}
     try:
         states = []
@@ -326,7 +293,7 @@ def test_the_study_in_the_ui_and_nothing_left_behind(tmp_path):
         stop(signal.SIGKILL)
         browsed = False
         if CHROMIUM and CHROMEDRIVER:
-            browser = _browser(tmp_path)
+            browser = headless_chromium(tmp_path / "chromium")
             try:
                 browser.get(urls[signal.SIGTERM])
                 names = {j.name for j in jobs}
@@ -357,5 +324,4 @@ def test_the_study_in_the_ui_and_nothing_left_behind(tmp_path):
             if proc.poll() is None:
                 proc.kill()
     if not browsed:
-        pytest.skip("the runs page was not opened: needs Debian's chromium and chromium-driver (.ci/run installs "
-                    "them: apt-get install chromium chromium-driver); the signal checks passed")  # fmt: skip
+        pytest.skip(f"the runs page was not opened: {NO_CHROMIUM}; the signal checks passed")
