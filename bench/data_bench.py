@@ -165,7 +165,7 @@ def decode_vs_cache(folder: Path, count: int = 48) -> list[tuple[str, int, float
                                  "depth": {"suffix": ".npy"}, "splits": {"train": {"images": fmt, "depth": fmt}}}}},
                                 folder / "c.yaml")  # fmt: skip
         for size in (256, 512):
-            reader = FolderDataset(fmt, catalog.get(fmt), "train", catalog, size)
+            reader = FolderDataset(fmt, catalog.get(fmt), "train", catalog.root_dir, size)
             reader.tasks = ()  # images only: what decoding costs
             t0 = time.perf_counter()
             for i in range(count):

@@ -15,10 +15,12 @@ A sample is a dict of tensors (a dataset yields the keys of the task types it ha
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are made: what reads a config imports none
+    import torch
 
-Sample = dict[str, torch.Tensor]
+Sample = dict[str, "torch.Tensor"]
 IGNORE = 255
 DENSE = ("image", "segmentation", "depth")  # per-pixel keys: [.., H, W]
 INSTANCE = ("boxes", "labels", "keypoints")  # per-object keys: [N, ...], N varies per sample
@@ -60,5 +62,7 @@ def nested_subset(pool: int, count: int, seed: int) -> list[int]:
         raise ValueError(f"a subset of {count} from {pool} samples; expected 1 to {pool}")
     if count == pool:
         return list(range(pool))
+    import torch
+
     order = torch.randperm(pool, generator=torch.Generator().manual_seed(seed))
     return sorted(order[:count].tolist())

@@ -4,6 +4,7 @@
     entry = catalog.get("cityscapes")                 # unknown name: the error lists the valid ones
     ds = catalog.open("cityscapes", "val", image_size=128, count=150)   # a torch Dataset of standard samples
     catalog.missing("cityscapes")                     # ["data/cityscapes/leftImg8bit/val (images)", ...]
+    catalog.count("cityscapes", "train")              # its declared size, else its images on disk (none read)
 
 A catalog file:
 
@@ -38,35 +39,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import types
-import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, model_validator
+
+from domains.config import TASK_TYPES, ConfigError, Name, Strict, TaskType, load_model, validate
+from domains.formats.files import split_files
+from domains.synthetic.spaces import PROCEDURAL_TASKS, describe, domain_names
 
 MENSINK_DOMAINS = ("consumer", "driving", "aerial", "underwater", "indoor", "synthetic", "close-up")
-TASK_TYPES = ("segmentation", "detection", "keypoints", "depth")
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 RGB = tuple[Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)], Annotated[int, Field(ge=0, le=255)]]
 
 
-class CatalogError(ValueError):
+class CatalogError(ConfigError):
     """Bad catalog input: one line naming the file, the field and what was expected."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_task(name: str) -> str:
-    if name not in TASK_TYPES:
-        raise ValueError(f"unknown task {name!r}; expected one of: {', '.join(TASK_TYPES)}")
-    return name
-
-
-TaskType = Annotated[str, AfterValidator(_check_task)]
 
 
 class MaskSpec(Strict):
@@ -149,14 +136,13 @@ class Entry(Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Entry:
         if self.procedural is not None:
-            from domains.synthetic.dataset import TASKS, domain_names
-
             if self.domain not in domain_names():
                 raise ValueError(f"domain: unknown procedural domain {self.domain!r}; expected one of: "
                                  f"{', '.join(domain_names())}")  # fmt: skip
-            unknown = [t for t in (self.tasks or ()) if t not in TASKS]
+            unknown = [t for t in (self.tasks or ()) if t not in PROCEDURAL_TASKS]
             if unknown:
-                raise ValueError(f"tasks: the generator has no {unknown[0]!r} labels; expected some of: {', '.join(TASKS)}")
+                raise ValueError(f"tasks: the generator has no {unknown[0]!r} labels; expected some of: "
+                                 f"{', '.join(PROCEDURAL_TASKS)}")  # fmt: skip
             for name, split in self.splits.items():
                 if split.size is None or any((split.images, split.list, split.coco, split.masks, split.depth)):
                     raise ValueError(f"splits.{name}: a procedural split has only a size; expected {{size: N}}")
@@ -212,28 +198,22 @@ class Catalog(Strict):
         entry = self.get(name)
         if entry.tasks is not None:
             return entry.tasks
-        from domains.synthetic.dataset import SyntheticDataset
-
-        return SyntheticDataset(name, entry.domain, "train", 1, 16).info.tasks  # what the generator labels
+        return describe(name, entry.domain, entry.procedural.image_size).tasks  # what the generator labels
 
     def missing(self, name: str, splits: tuple[str, ...] | None = None) -> list[str]:
         """Paths the entry names that are not on disk, as 'PATH (what)'; empty for procedural entries."""
-        entry, out = self.get(name), []
-        for split_name, split in entry.splits.items():
-            if splits is not None and split_name not in splits:
-                continue
-            for field, kind in (("images", "dir"), ("list", "file"), ("coco", "file"), ("masks", "dir"), ("depth", "dir")):
-                rel = getattr(split, field)
-                if rel is None:
-                    continue
-                p = self.path(rel)
-                if not (p.is_dir() if kind == "dir" else p.is_file()) and not any(o.startswith(f"{p} (") for o in out):
-                    out.append(f"{p} ({split_name} {field})")
-        if entry.masks is not None and entry.masks.classes_file is not None:
-            p = self.path(entry.masks.classes_file)
-            if not p.is_file():
-                out.append(f"{p} (masks classes_file)")
-        return out
+        return missing_files(self.get(name), self.root_dir, splits)
+
+    def count(self, name: str, split: str) -> int:
+        """The images of `split` of entry `name`: its declared size, else those on disk (listed, none read).
+
+        Raises CatalogError for an unknown split, DataError when the split's files are not there."""
+        entry = self.get(name)
+        if split not in entry.splits:
+            raise CatalogError(f"{self._file}: datasets.{name}.splits: no split {split!r}; expected one of: "
+                               f"{', '.join(entry.splits)}")  # fmt: skip
+        spec = entry.splits[split]
+        return spec.size if spec.size is not None else len(split_files(self.root_dir, spec))
 
     def open(self, name: str, split: str, image_size: int | None, count: int | None = None, label: str | None = None):
         """Split `split` of entry `name` as a torch Dataset of standard samples, resized to image_size square.
@@ -257,90 +237,45 @@ class Catalog(Strict):
             return ds
         from domains.formats.folder import FolderDataset
 
-        return FolderDataset(label or name, entry, split, self, image_size, count, key=name)
+        return FolderDataset(label or name, entry, split, self.root_dir, image_size, count,
+                             where=f"{self._file}: datasets.{name}")  # fmt: skip
 
 
-# -- loading and error messages --------------------------------------------------------------------
+def missing_files(entry: Entry, root: Path, splits: tuple[str, ...] | None = None) -> list[str]:
+    """Paths `entry` names (relative to `root`) that are not on disk, as 'PATH (what)'; empty for procedural ones."""
+    out: list[str] = []
+    for split_name, split in entry.splits.items():
+        if splits is not None and split_name not in splits:
+            continue
+        for field, kind in (("images", "dir"), ("list", "file"), ("coco", "file"), ("masks", "dir"), ("depth", "dir")):
+            rel = getattr(split, field)
+            if rel is None:
+                continue
+            p = root / rel
+            if not (p.is_dir() if kind == "dir" else p.is_file()) and not any(o.startswith(f"{p} (") for o in out):
+                out.append(f"{p} ({split_name} {field})")
+    if entry.masks is not None and entry.masks.classes_file is not None:
+        p = root / entry.masks.classes_file
+        if not p.is_file():
+            out.append(f"{p} (masks classes_file)")
+    return out
 
 
-def _unwrap(tp: Any) -> Any:
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in (Union, types.UnionType):
-            tp = next(a for a in typing.get_args(tp) if a is not type(None))
-        else:
-            return tp
+# -- loading --------------------------------------------------------------------------------------
 
 
-def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    tp: Any = root
-    for part in loc:
-        tp = _unwrap(tp)
-        origin = typing.get_origin(tp)
-        if origin is dict:
-            tp = typing.get_args(tp)[1]
-        elif origin is tuple and isinstance(part, int):
-            tp = typing.get_args(tp)[0]
-        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
-            tp = tp.model_fields[part].annotation
-        else:
-            return None
-    tp = _unwrap(tp)
-    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
-
-
-def error_line(err: dict[str, Any], root: type[BaseModel]) -> str:
-    """One pydantic error as 'field.path: what was wrong; what was expected'."""
-    loc = tuple(err["loc"])
-    where = ""
-    for part in loc:
-        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
-    if err["type"] == "extra_forbidden":
-        model = _model_at(root, loc[:-1])
-        return f"{where}: unknown key {loc[-1]!r}; expected one of: {', '.join(model.model_fields) if model else '?'}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "missing":
-        return f"{where}: missing; this field is required"
-    if err["type"] == "literal_error":
-        return f"{where}: got {err['input']!r}; {msg[0].lower()}{msg[1:]}"
-    if err["type"] == "value_error" and ":" in msg.split(" ")[0]:  # a cross-field check naming its field
-        return f"{where}.{msg}" if where else msg
-    if err["type"] == "value_error":
-        return f"{where}: {msg}"
-    shown = "a mapping" if isinstance(err["input"], dict) else repr(err["input"])
-    return f"{where}: {msg} (got {shown})"
-
-
-def parse_catalog(data: Any, file: Path) -> Catalog:
-    if not isinstance(data, dict):
-        raise CatalogError(f"{file}: expected a mapping with root and datasets at the top level, got {type(data).__name__}")
-    try:
-        catalog = Catalog.model_validate(data)
-    except ValidationError as e:
-        errors = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")
-        raise CatalogError(f"{file}: {error_line(errors[0], Catalog)}") from None
+def parse_catalog(data: Any, file: str | Path) -> Catalog:
+    """Validate a mapping (from `file`, for messages; entry paths are relative to its folder) into a Catalog."""
+    catalog = validate(data, Catalog, file, CatalogError, "catalog")
     catalog._file = Path(file)
     return catalog
 
 
 def load_catalog(path: str | Path) -> Catalog:
     """Read and validate a catalog YAML file; any problem raises CatalogError (one line)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise CatalogError(f"{path}: no such catalog file") from None
-    except OSError as e:
-        raise CatalogError(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise CatalogError(f"{path}: {f'line {mark.line + 1}: ' if mark else ''}invalid YAML "
-                           f"({getattr(e, 'problem', None) or e})") from None  # fmt: skip
-    return parse_catalog(data, path)
+    catalog = load_model(path, Catalog, CatalogError, "catalog")
+    catalog._file = Path(path)
+    return catalog
 
 
 def planned_entry(catalog_file: str | Path, entry: str, digest: str) -> Catalog:

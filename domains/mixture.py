@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from domains.base import IGNORE, DatasetInfo, Sample
-from domains.synthetic.dataset import MIXED
+from domains.synthetic.spaces import MIXED
 from domains.synthetic.scenes import VOCAB
 
 FIELDS = {"segmentation": ("segmentation",), "depth": ("depth",), "detection": ("boxes", "labels"),

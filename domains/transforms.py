@@ -8,8 +8,6 @@ absent) and returns a new one; inputs are never modified. Coordinates are
 continuous pixels (pixel j covers [j, j + 1)), so a flip maps x to W - x, a
 rescale by f maps x to f x and a crop at (top, left) maps x to x - left.
 Unlabelled keypoints (visibility 0) are kept at (0, 0).
-
-`random_hflip` is the older batch-level flip of dense keys only.
 """
 
 from __future__ import annotations
@@ -22,20 +20,6 @@ import torch.nn.functional as F
 from domains.base import DENSE, IGNORE, Sample
 
 PAD = {"image": 0.0, "segmentation": IGNORE, "depth": 0.0}  # what a crop puts past the image's edges
-
-
-def random_hflip(batch: Sample, generator: torch.Generator, p: float = 0.5) -> Sample:
-    """Mirror each sample of a batch of dense keys left-right with probability `p` (drawn from `generator`)."""
-    flip = torch.rand(batch["image"].shape[0], generator=generator) < p
-    if not flip.any():
-        return batch
-    out = dict(batch)
-    for key in DENSE:
-        if key in out:
-            x = out[key].clone()
-            x[flip] = x[flip].flip(-1)
-            out[key] = x
-    return out
 
 
 def _size(sample: Sample) -> tuple[int, int]:

@@ -163,17 +163,17 @@ def _ref(study: Study, ds: DatasetSpec | CatalogDatasetSpec, split: str, count: 
     """`count` of the `whole` images of `split` (all of them: the same whatever the subset seed)."""
     subset_seed = 0 if count == whole else study.subset_seed
     if isinstance(ds, CatalogDatasetSpec):
-        catalog = study.resolved_catalog
-        entry = catalog.get(ds.catalog)
-        return DataRef(ds.name, entry.domain, 0, split, count, catalog=(ds.catalog, entry.digest()),
-                       catalog_file=str(catalog.file.resolve()), subset_seed=subset_seed)  # fmt: skip
+        record = study.catalog_record(ds)
+        return DataRef(ds.name, record.domain, 0, split, count, catalog=(ds.catalog, record.digest),
+                       catalog_file=str(study.resolved_catalog.file), subset_seed=subset_seed)  # fmt: skip
     blend = (ds.blend.domain, ds.blend.fraction) if ds.blend else None
     return DataRef(ds.name, ds.domain, ds.seed, split, count, blend=blend, pool=getattr(ds, split),
                    subset_seed=subset_seed)  # fmt: skip
 
 
 def plan(study: Study) -> list[Job]:
-    """Every job of `study`, each after its upstream.
+    """Every job of `study`, each after its upstream: a pure function of the study, which reads no file
+    (what it needs of a catalog was recorded when the study was read, matrix.spec.CatalogRecord).
 
     Transfers onto the identical (dataset, task) are excluded, and so are a
     multi-source's transfers onto any of its datasets with the same task type:
@@ -196,7 +196,7 @@ def plan(study: Study) -> list[Job]:
     root_key = root.key if root else None
 
     pairs = [(ds, task) for ds in study.datasets for task in study.dataset_tasks(ds)]
-    # images used from each split, counted once (a catalog split without a declared size is counted on disk)
+    # images used from each split (SpecError for a catalog split whose size is not known)
     sizes = {(ds.name, split): study.split_size(ds, split) for ds in {ds.name: ds for ds, _ in pairs}.values()
              for split in ("train", "val")}  # fmt: skip
 

@@ -8,10 +8,15 @@ expected, e.g.
 
     configs/bad.yaml: datasets[0].domain: unknown domain 'forest'; expected one of: aerial, driving, ...
 
+The loader and the error lines are domains/config.py's, shared with catalog files.
+
 A study may also name a dataset catalog (`catalog: catalog.yaml`, relative to
 the study file; see domains/catalog.py) and list its entries beside procedural
 datasets: `- {catalog: cityscapes}` takes its domain and task types from the
-entry (`name`, `tasks`, `train`, `val` and `role` may narrow them).
+entry (`name`, `tasks`, `train`, `val` and `role` may narrow them). The catalog
+is read with the study, once: what a plan needs of each entry used, split sizes
+included (counted on disk where neither file gives one), is recorded then
+(`CatalogRecord`), so planning reads no file.
 
 `multi_sources` declares sources trained on several of those datasets at once,
 each drawn with a weight (MultiSourceSpec; docs/datasets.md).
@@ -19,36 +24,26 @@ each drawn with a weight (MultiSourceSpec; docs/datasets.md).
 
 from __future__ import annotations
 
-import difflib
-import types
-import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError,
-                      ValidationInfo, field_validator, model_validator)  # fmt: skip
+from pydantic import (AfterValidator, Discriminator, Field, PrivateAttr, Tag, ValidationInfo, field_validator,
+                      model_validator)  # fmt: skip
 
 from domains import domain_names
-from tasks import TASKS, openmmlab
+from domains.catalog import CatalogError, Entry, load_catalog, missing_files
+from domains.config import ConfigError, Name, Strict, TaskType, load_model, validate
+from domains.synthetic.spaces import describe
+from tasks import openmmlab
+from tasks.backbone_names import check_backbone
 from tasks.openmmlab import DEFAULT_DETECTOR, DEFAULT_SEGMENTOR
 
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
-class SpecError(ValueError):
+class SpecError(ConfigError):
     """Bad study input: the message is one line naming the file, the field and what was expected."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_task(name: str) -> str:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; expected one of: {', '.join(TASKS.names())}")
-    return name
 
 
 def _check_domain(name: str) -> str:
@@ -57,7 +52,6 @@ def _check_domain(name: str) -> str:
     return name
 
 
-TaskName = Annotated[str, AfterValidator(_check_task)]
 DomainName = Annotated[str, AfterValidator(_check_domain)]
 
 
@@ -91,7 +85,7 @@ class DatasetSpec(Strict):
     train: PositiveInt = 400  # images in the train split (a source trains on all of them)
     val: PositiveInt = 64
     seed: int = 0
-    tasks: tuple[TaskName, ...] | None = None  # task types used from it; default: the study's
+    tasks: tuple[TaskType, ...] | None = None  # task types used from it; default: the study's
 
 
 class CatalogDatasetSpec(Strict):
@@ -102,7 +96,7 @@ class CatalogDatasetSpec(Strict):
     role: Literal["both", "source", "target"] = "both"
     train: PositiveInt | None = None  # images of its train split used; default: the split's size
     val: PositiveInt | None = None  # images of its val split evaluated on; default: the split's size
-    tasks: tuple[TaskName, ...] | None = None  # default: the entry's task types that the study has
+    tasks: tuple[TaskType, ...] | None = None  # default: the entry's task types that the study has
 
     @model_validator(mode="before")
     @classmethod
@@ -112,8 +106,7 @@ class CatalogDatasetSpec(Strict):
         return data
 
 
-# a study dataset is a catalog one when it names a catalog entry; the tags never show in messages
-_TAGS = {"procedural dataset": DatasetSpec, "catalog dataset": CatalogDatasetSpec}
+# a study dataset is a catalog one when it names a catalog entry; the tags never show in messages (domains.config)
 AnyDataset = Annotated[
     Annotated[DatasetSpec, Tag("procedural dataset")] | Annotated[CatalogDatasetSpec, Tag("catalog dataset")],
     Discriminator(lambda v: "catalog dataset" if (isinstance(v, dict) and "catalog" in v)
@@ -142,7 +135,7 @@ class MultiSourceSpec(Strict):
 
     name: Name  # job names and the source_dataset tag; not a dataset's name
     datasets: dict[str, Weight]
-    tasks: tuple[TaskName, ...] | None = None
+    tasks: tuple[TaskType, ...] | None = None
 
     @field_validator("datasets", mode="before")
     @classmethod
@@ -230,12 +223,37 @@ class TunedSpec(Strict):
 class PretrainSpec(Strict):
     """The generic init: one model trained on a mixture of domains (the stand-in for ImageNet)."""
 
-    task: TaskName = "segmentation"
+    task: TaskType = "segmentation"
     domains: tuple[DomainName, ...] = ()  # mixed over; default: every registered domain
     train: PositiveInt = 800
     val: PositiveInt = 64
     seed: int = 0
     schedule: TrainSpec = TrainSpec(steps=300)
+
+
+@dataclass(frozen=True)
+class CatalogRecord:
+    """A catalog entry as the study uses it, resolved when the study is read: planning reads nothing more."""
+
+    name: str  # the entry's name in the catalog
+    domain: str
+    tasks: tuple[str, ...]  # the task types it has labels for
+    digest: str  # its content hash: part of the key of every job using it
+    entry: Entry  # the entry itself (frozen): where its files are, for `Study.missing_data`
+    sizes: tuple[tuple[str, int], ...]  # (split, images): the catalog's size, else those on disk when read
+    unknown: tuple[tuple[str, str], ...] = ()  # (split, why its size is not known: no size, and no files there)
+
+
+@dataclass(frozen=True)
+class ResolvedCatalog:
+    """The study's catalog: its file (absolute), the root its paths start from, and a record per entry used."""
+
+    file: Path
+    root_dir: Path
+    records: tuple[CatalogRecord, ...]
+
+    def record(self, entry: str) -> CatalogRecord:
+        return next(r for r in self.records if r.name == entry)
 
 
 class Study(Strict):
@@ -246,7 +264,7 @@ class Study(Strict):
     init: Literal["generic", "imagenet", "scratch"] = "generic"
     model: ModelSpec = ModelSpec()
     scratch: bool = True  # also finetune every target from a random init (what the init is worth)
-    tasks: tuple[TaskName, ...] = ("segmentation", "depth")
+    tasks: tuple[TaskType, ...] = ("segmentation", "depth")
     catalog: str | None = None  # dataset catalog file, relative to the study file (domains/catalog.py)
     datasets: tuple[AnyDataset, ...] = Field(min_length=1)
     multi_sources: tuple[MultiSourceSpec, ...] = ()  # sources trained on several datasets at once
@@ -257,22 +275,17 @@ class Study(Strict):
     pretrain: PretrainSpec = PretrainSpec()
     source: TrainSpec = TrainSpec(steps=150)
     finetune: TrainSpec = TrainSpec(steps=60)
-    finetune_by_task: dict[TaskName, TunedSpec] = {}  # per task type, over `finetune`; `tmx tune` writes it
+    finetune_by_task: dict[TaskType, TunedSpec] = {}  # per task type, over `finetune`; `tmx tune` writes it
     # accelerator-hours one job of each kind takes, for `tmx plan`'s cost estimate before any run
     estimates: dict[JobKind, Annotated[float, Field(ge=0)]] = {}
     # what each job of a kind asks Ray for (default: 1 CPU, no GPU), e.g. {transfer: {num_cpus: 4, num_gpus: 0.5}}
     resources: dict[JobKind, ResourceSpec] = {}
-    _catalog: Any = PrivateAttr(default=None)  # the loaded domains.catalog.Catalog, set by parse_study
+    _catalog: ResolvedCatalog | None = PrivateAttr(default=None)  # set once by parse_study and load_study
 
     @field_validator("backbone")
     @classmethod
     def _backbone(cls, v: str) -> str:
-        import timm
-
-        if v not in timm.list_models():
-            close = difflib.get_close_matches(v, timm.list_models(), n=5) or ["test_resnet", "resnet18"]
-            raise ValueError(f"unknown backbone {v!r}: not a timm model name; close ones: {', '.join(close)}")
-        return v
+        return check_backbone(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> Study:
@@ -339,39 +352,41 @@ class Study(Strict):
             shared.remove("keypoints")
         return tuple(shared)
 
-    # -- catalog datasets (resolved by parse_study) --
+    # -- catalog datasets (resolved once, when the study is read: nothing here reads the disk but missing_data) --
 
     @property
-    def resolved_catalog(self) -> Any:
-        """The loaded Catalog (domains.catalog), or None when the study names none."""
+    def resolved_catalog(self) -> ResolvedCatalog | None:
+        """The study's catalog as read with it (file, root, one record per entry used), or None without one."""
         return self._catalog
 
+    def catalog_record(self, ds: CatalogDatasetSpec) -> CatalogRecord:
+        return self._catalog.record(ds.catalog)
+
     def catalog_tasks(self, ds: CatalogDatasetSpec) -> tuple[str, ...]:
-        return self._catalog.tasks(ds.catalog)
+        return self.catalog_record(ds).tasks
 
     def dataset_domain(self, ds: DatasetSpec | CatalogDatasetSpec) -> str:
-        return self._catalog.get(ds.catalog).domain if isinstance(ds, CatalogDatasetSpec) else ds.domain
+        return self.catalog_record(ds).domain if isinstance(ds, CatalogDatasetSpec) else ds.domain
 
     def split_size(self, ds: DatasetSpec | CatalogDatasetSpec, split: Literal["train", "val"]) -> int:
-        """Images used from `split`: the study's count, else the catalog's declared size, else counted on disk."""
+        """Images used from `split`: the study's count, else the catalog's declared size, else the images that
+        were on disk when the study was read; SpecError when none of them is known."""
         given = getattr(ds, split)
         if given is not None:
             return given
-        split_spec = self._catalog.get(ds.catalog).splits[split]
-        if split_spec.size is not None:
-            return split_spec.size
-        try:
-            return len(self._catalog.open(ds.catalog, split, None))
-        except ValueError as e:  # CatalogError or DataError: the data is not there
-            raise SpecError(f"datasets {ds.name!r}: cannot count its {split} images ({e}); "
-                            f"give {split}: N in the study or size: N in the catalog") from None
+        record = self.catalog_record(ds)
+        sizes = dict(record.sizes)
+        if split in sizes:
+            return sizes[split]
+        raise SpecError(f"datasets {ds.name!r}: cannot count its {split} images ({dict(record.unknown)[split]}); "
+                        f"give {split}: N in the study or size: N in the catalog")  # fmt: skip
 
     def missing_data(self) -> dict[str, list[str]]:
-        """Catalog datasets whose files are not on disk: study dataset name -> ['PATH (what)', ...]."""
+        """Catalog datasets whose files are not on disk now: study dataset name -> ['PATH (what)', ...]."""
         out = {}
         for ds in self.datasets:
             if isinstance(ds, CatalogDatasetSpec):
-                missing = self._catalog.missing(ds.catalog, ("train", "val"))
+                missing = missing_files(self.catalog_record(ds).entry, self._catalog.root_dir, ("train", "val"))
                 if missing:
                     out[ds.name] = missing
         return out
@@ -381,77 +396,25 @@ class Study(Strict):
         return Path(self.output_dir or f"outputs/{self.name}")
 
 
-# -- loading and error messages --------------------------------------------------------------------
-
-
-def _unwrap(tp: Any) -> Any:
-    """Strip Annotated and Optional from a field annotation."""
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in (Union, types.UnionType):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            tp = args[0]
-        else:
-            return tp
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The model class that holds the field at `loc` (to list valid keys)."""
-    tp: Any = Study
-    for part in loc:
-        tp = _unwrap(tp)
-        if part in _TAGS:
-            tp = _TAGS[part]
-        elif isinstance(part, int):
-            tp = typing.get_args(tp)[0]
-        elif isinstance(tp, type) and issubclass(tp, BaseModel) and part in tp.model_fields:
-            tp = tp.model_fields[part].annotation
-        else:
-            return None
-    tp = _unwrap(tp)
-    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
-
-
-def _where(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if part not in _TAGS:
-            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _message(err: dict[str, Any]) -> str:
-    loc = tuple(err["loc"])
-    if err["type"] == "extra_forbidden":
-        model = _model_at(loc[:-1])
-        valid = ", ".join(model.model_fields) if model else "?"
-        return f"{_where(loc)}: unknown key {loc[-1]!r}; expected one of: {valid}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "missing":
-        return f"{_where(loc)}: missing; this field is required"
-    if err["type"] == "literal_error":
-        return f"{_where(loc)}: got {err['input']!r}; {msg[0].lower()}{msg[1:]}"
-    if not loc:  # a cross-field check: its message starts with the field
-        return msg
-    shown = repr(err["input"]) if not isinstance(err["input"], dict) else "a mapping"
-    return f"{_where(loc)}: {msg} (got {shown})" if "unknown" not in msg else f"{_where(loc)}: {msg}"
+# -- loading ---------------------------------------------------------------------------------------
 
 
 def parse_study(data: Any, source: str, base: str | Path | None = None) -> Study:
     """Validate a mapping (from `source`, for messages) into a frozen Study.
 
-    A `catalog` is read relative to `base` (default: the folder of `source`) and
-    the study's catalog datasets are checked against it.
+    A `catalog` is read relative to `base` (default: the folder of `source`),
+    the study's catalog datasets are checked against it, and what a plan needs
+    of them is recorded (`CatalogRecord`).
     """
-    if not isinstance(data, dict):
-        raise SpecError(f"{source}: expected a mapping of study fields at the top level, got {type(data).__name__}")
-    try:
-        study = Study.model_validate(data)
-    except ValidationError as e:
-        errors = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")  # misspelt keys first
-        raise SpecError(f"{source}: {_message(errors[0])}") from None
+    return _resolved(validate(data, Study, source, SpecError, "study"), source, base)
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study YAML file; any problem raises SpecError (one line)."""
+    return _resolved(load_model(path, Study, SpecError, "study"), str(path), None)
+
+
+def _resolved(study: Study, source: str, base: str | Path | None) -> Study:
     _resolve_catalog(study, source, Path(base) if base is not None else Path(source).parent)
     _check_multi_sources(study, source)
     return study
@@ -490,23 +453,18 @@ def _differing_keypoints(study: Study, ms: MultiSourceSpec) -> str:
 def _keypoint_schema(study: Study, ds: DatasetSpec | CatalogDatasetSpec) -> Any:
     """A procedural dataset's KeypointSchema (None: it has none); '?' for data on disk, whose schema
     comes from its COCO file (domains.mixture.Mixture.check_task tells the job then)."""
-    from domains import SyntheticDataset
-
     if isinstance(ds, CatalogDatasetSpec):
-        entry = study.resolved_catalog.get(ds.catalog)
-        if entry.procedural is None:
+        record = study.catalog_record(ds)
+        if record.entry.procedural is None:
             return "?"
-        rendered = SyntheticDataset(ds.name, entry.domain, "train", 1, 16, entry.procedural.seed)
-    else:
-        blend = (ds.blend.domain, ds.blend.fraction) if ds.blend else None
-        rendered = SyntheticDataset(ds.name, ds.domain, "train", 1, 16, ds.seed, blend=blend)
-    return rendered.info.keypoints
+        return describe(ds.name, record.domain, record.entry.procedural.image_size).keypoints
+    return describe(ds.name, ds.domain, study.image_size).keypoints  # its seed and blend change no label space
 
 
 def _resolve_catalog(study: Study, source: str, base: Path) -> None:
-    """Load the study's catalog and check every catalog dataset against its entry (no data is read)."""
-    from domains.catalog import CatalogError, load_catalog
-
+    """Load the study's catalog, check every catalog dataset against its entry, and record what a plan needs
+    of each entry (`CatalogRecord`): a split with no size in the study nor the catalog is counted on disk here,
+    once (its files listed, none read)."""
     named = [(i, ds) for i, ds in enumerate(study.datasets) if isinstance(ds, CatalogDatasetSpec)]
     if study.catalog is None:
         if named:
@@ -518,7 +476,6 @@ def _resolve_catalog(study: Study, source: str, base: Path) -> None:
         catalog = load_catalog(base / study.catalog)
     except CatalogError as e:
         raise SpecError(str(e)) from None
-    study._catalog = catalog
     largest = max(study.target_sizes)
     for i, ds in named:
         if ds.catalog not in catalog.datasets:
@@ -530,7 +487,7 @@ def _resolve_catalog(study: Study, source: str, base: Path) -> None:
             if task not in have:
                 raise SpecError(f"{source}: datasets[{i}].tasks: {ds.catalog!r} has no {task!r} labels; expected "
                                 f"some of its task types: {', '.join(have)}")  # fmt: skip
-        if not study.dataset_tasks(ds):
+        if ds.tasks is None and not any(t in study.tasks for t in have):
             raise SpecError(f"{source}: datasets[{i}]: {ds.catalog!r} has task types {', '.join(have)}, none of the "
                             f"study's ({', '.join(study.tasks)}); expected at least one in common")  # fmt: skip
         for split in ("train", "val"):
@@ -541,21 +498,18 @@ def _resolve_catalog(study: Study, source: str, base: Path) -> None:
         if ds.role != "source" and declared is not None and declared < largest:
             raise SpecError(f"{source}: datasets[{i}].train: {declared} images, fewer than the largest target size "
                             f"{largest}; expected at least {largest}")  # fmt: skip
-
-
-def load_study(path: str | Path) -> Study:
-    """Read and validate a study YAML file; any problem raises SpecError (one line)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such study file") from None
-    except OSError as e:
-        raise SpecError(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        raise SpecError(f"{path}: {where}invalid YAML ({getattr(e, 'problem', None) or e})") from None
-    return parse_study(data, str(path))
+    records = []
+    for name in dict.fromkeys(ds.catalog for _, ds in named):
+        entry = catalog.get(name)
+        sizes, unknown = {}, {}
+        for split in ("train", "val"):
+            if entry.splits[split].size is None and all(getattr(ds, split) is not None for _, ds in named
+                                                        if ds.catalog == name):  # fmt: skip
+                continue  # every study dataset on it says how many images it uses
+            try:
+                sizes[split] = catalog.count(name, split)
+            except ValueError as e:  # CatalogError or DataError: the data is not there
+                unknown[split] = str(e)
+        records.append(CatalogRecord(name, entry.domain, catalog.tasks(name), entry.digest(), entry,
+                                     tuple(sizes.items()), tuple(unknown.items())))  # fmt: skip
+    study._catalog = ResolvedCatalog(catalog.file.resolve(), catalog.root_dir, tuple(records))

@@ -45,7 +45,6 @@ class Task:
     """The surface every task type has. Subclasses set the class attributes and the methods."""
 
     name: str
-    labels: tuple[str, ...]  # the sample keys holding this task's labels
     primary_metric: str
     higher_is_better: bool
     OPTIONS: tuple[str, ...] = ()  # the study's model choices this task reads (keyword arguments)
@@ -89,10 +88,16 @@ class DenseTask(Task):
 TASKS: Registry[type[Task]] = Registry("task")
 
 
+def register_tasks() -> None:
+    """Import every task module, which registers its task in `TASKS` (once: imports are cached)."""
+    from tasks import depth, detection, keypoints, segmentation  # noqa: F401
+
+
 def get_task(name: str, options: dict[str, Any] | None = None) -> Task:
     """The task registered as `name`, given the study's model `options` it reads (others are ignored).
 
     An unknown name raises an error listing the valid ones.
     """
+    register_tasks()
     cls = TASKS.get(name)
     return cls(**{k: v for k, v in (options or {}).items() if k in cls.OPTIONS})

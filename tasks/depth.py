@@ -50,7 +50,6 @@ class DepthErrors:
 @TASKS.register("depth")
 class Depth(DenseTask):
     name = "depth"
-    labels = ("depth",)
     primary_metric = "abs_rel"
     higher_is_better = False
     OPTIONS = ("depth_loss",)

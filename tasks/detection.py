@@ -137,7 +137,6 @@ def from_torchvision(predictions: list[dict[str, torch.Tensor]]) -> list[dict[st
 @TASKS.register("detection")
 class Detection(Task):
     name = "detection"
-    labels = ("boxes", "labels")
     primary_metric = "ap"
     higher_is_better = True
     OPTIONS = ("detector", "backend", "mm_detector")

@@ -37,7 +37,6 @@ def keypoint_batch(batch: Batch, cat: int) -> Batch:
 @TASKS.register("keypoints")
 class Keypoints(Task):
     name = "keypoints"
-    labels = ("boxes", "labels", "keypoints")
     primary_metric = "ap"
     higher_is_better = True
 

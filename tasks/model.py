@@ -43,20 +43,22 @@ class TaskModel(nn.Module):
 
 def build_model(backbone: str, task: str, info: DatasetInfo, seed: int, init: str = "scratch",
                 options: dict[str, Any] | None = None) -> TaskModel:  # fmt: skip
-    """A fresh model for `task` on a dataset like `info`; weights drawn from `seed`.
+    """A fresh model for `task` on a dataset like `info`; weights drawn from `seed` (on the CPU, whatever
+    torch's global generator holds, which it leaves unchanged).
 
     `init` is "scratch", "imagenet" (local weights only, see tasks.backbone),
     or the path of a checkpoint of ours, whose backbone and neck are loaded
     (see tasks.transfer); `options` are the study's model choices (e.g.
     detector, depth_loss).
     """
-    torch.manual_seed(seed)
     from_checkpoint = init not in INITS
     if from_checkpoint and not Path(init).is_file():
         raise FileNotFoundError(f"init {init!r}: not 'scratch', 'imagenet', nor a checkpoint file that exists")
-    body = create_backbone(backbone, "scratch" if from_checkpoint else init)
-    neck = Neck(body.feature_info)
-    model = TaskModel(body, neck, get_task(task, options).build_head(neck, info))
+    with torch.random.fork_rng(devices=[]):  # modules draw their weights from torch's global generator:
+        torch.default_generator.manual_seed(seed)  # seeded here, and left as it was before when done
+        body = create_backbone(backbone, "scratch" if from_checkpoint else init)
+        neck = Neck(body.feature_info)
+        model = TaskModel(body, neck, get_task(task, options).build_head(neck, info))
     if from_checkpoint:
         from tasks.transfer import transfer
 

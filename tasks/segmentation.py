@@ -45,7 +45,6 @@ class MeanIoU:
 @TASKS.register("segmentation")
 class Segmentation(DenseTask):
     name = "segmentation"
-    labels = ("segmentation",)
     primary_metric = "miou"
     higher_is_better = True
     OPTIONS = ("backend", "mm_segmentor")

@@ -6,10 +6,12 @@ Hook call order: `before_train(model)`; then for each step `after_step(step,
 loss)` (after the optimiser and scheduler steps); then `after_train(model)`.
 Data streams through a DataLoader (tasks/data.py): its workers read and
 augment the samples. On CPU the same seed gives the same weights and metrics
-whatever the worker count: batch order and each sample's augmentation seed
-come from one seeded generator, the model is built from
-`torch.manual_seed(seed)`. On CUDA the loop uses automatic mixed precision
-(bfloat16 where supported, else float16 with a gradient scaler) and
+whatever the worker count and whatever ran before: batch order and each
+sample's augmentation seed come from one seeded generator, the model is built
+from its seed (tasks.model.build_model), and what the loop draws from torch's
+global generator (Faster R-CNN's box sampler) comes from a state seeded by
+`seed`, restored when training ends. On CUDA the loop uses automatic mixed
+precision (bfloat16 where supported, else float16 with a gradient scaler) and
 channels_last memory format.
 """
 
@@ -71,30 +73,14 @@ class LossCurve(Hook):
 
 
 class Evaluate(Hook):
-    """Evaluates on `data` every `every` steps (0: only after training); `history` is [(step, metrics)]."""
+    """Evaluates the trained model on `data` with a fresh `metric()`; `final` holds its metrics."""
 
-    def __init__(self, task: Task, data: Dataset, metric: Callable[[], Any], every: int = 0, workers: int = 0) -> None:
-        self.task, self.data, self.metric, self.every, self.workers = task, data, metric, every, workers
-        self.history: list[tuple[int, dict[str, float]]] = []
-        self._model: nn.Module | None = None
-        self._steps = 0
-
-    def before_train(self, model: nn.Module) -> None:
-        self._model = model
-
-    def after_step(self, step: int, loss: float) -> None:
-        self._steps = step + 1
-        if self.every and self._steps % self.every == 0:
-            self.history.append((self._steps, evaluate(self._model, self.task, self.data, self.metric(), workers=self.workers)))
-            self._model.train()
+    def __init__(self, task: Task, data: Dataset, metric: Callable[[], Any], workers: int = 0) -> None:
+        self.task, self.data, self.metric, self.workers = task, data, metric, workers
+        self.final: dict[str, float] = {}
 
     def after_train(self, model: nn.Module) -> None:
-        if not self.history or self.history[-1][0] != self._steps:
-            self.history.append((self._steps, evaluate(model, self.task, self.data, self.metric(), workers=self.workers)))
-
-    @property
-    def final(self) -> dict[str, float]:
-        return self.history[-1][1]
+        self.final = evaluate(model, self.task, self.data, self.metric(), workers=self.workers)
 
 
 class Checkpoint(Hook):
@@ -150,37 +136,44 @@ def train(model: nn.Module, task: Task, data: Dataset, sched: Schedule, seed: in
         opt = torch.optim.SGD(params, lr=sched.lr, momentum=0.9, weight_decay=sched.weight_decay)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, sched))
     amp, scaler = _autocast(device)
-    batches = train_loader(data, sched.batch_size, sched.steps, seed, augment, workers, device)
-    model.train()
-    for hook in hooks:
-        hook.before_train(model)
-    for step, batch in enumerate(batches):
-        batch = to_device(batch, device)
-        if device.type == "cuda":
-            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-        with amp:
-            loss = task.loss(model, batch)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise NonFiniteLossError(step, value)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-        else:
-            loss.backward()
-        if sched.clip_grad > 0:
-            nn.utils.clip_grad_norm_(params, sched.clip_grad)
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
-        lr_sched.step()
+    # what the loop draws from torch's global generator (Faster R-CNN's box sampler) comes from `seed`;
+    # the generator is restored when training ends
+    forked = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked):
+        torch.default_generator.manual_seed(seed)
+        if forked:
+            torch.cuda.manual_seed(seed)
+        batches = train_loader(data, sched.batch_size, sched.steps, seed, augment, workers, device)
+        model.train()
         for hook in hooks:
-            hook.after_step(step, value)
-    for hook in hooks:
-        hook.after_train(model)
+            hook.before_train(model)
+        for step, batch in enumerate(batches):
+            batch = to_device(batch, device)
+            if device.type == "cuda":
+                batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+            with amp:
+                loss = task.loss(model, batch)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(step, value)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
+            if sched.clip_grad > 0:
+                nn.utils.clip_grad_norm_(params, sched.clip_grad)
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            lr_sched.step()
+            for hook in hooks:
+                hook.after_step(step, value)
+        for hook in hooks:
+            hook.after_train(model)
 
 
 @torch.no_grad()

@@ -1,11 +1,16 @@
 """The dataset catalog: schema errors, tmx datasets, and studies that list catalog datasets."""
 
+import builtins
+import io
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import REPO
+from conftest import REPO, run_tmx
 from PIL import Image
 
 from domains.catalog import CatalogError, load_catalog
@@ -83,6 +88,24 @@ def test_bad_catalog_is_one_line_naming_the_field(tmp_path, change, expected):
     assert str(e.value).startswith(f"{path}: ") and expected in str(e.value) and "\n" not in str(e.value)
     result = CliRunner().invoke(main, ["datasets", "--catalog", str(path)])
     assert result.exit_code == 2 and result.stderr.strip() == f"tmx: {e.value}"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("- street\n", "expected a mapping of catalog fields at the top level, got list"),
+        ("root: [data\n", "line 2: invalid YAML"),
+        ("root: data\ndatasets: {}\n", "datasets: Dictionary should have at least 1 item after validation"),
+        ("roots: data\n", "roots: unknown key 'roots'; expected one of: root, datasets"),
+    ],
+)  # fmt: skip
+def test_bad_catalog_file_from_the_shell_is_one_line(tmp_path, text, expected):
+    (tmp_path / "cat.yaml").write_text(text)
+    result = run_tmx("datasets", "--catalog", "cat.yaml", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith(f"tmx: cat.yaml: {expected}")
+    result = run_tmx("datasets", "--catalog", "none.yaml", cwd=tmp_path)
+    assert result.returncode == 2 and "none.yaml: no such catalog file" in result.stderr
 
 
 def test_catalog_is_frozen_and_hashes_its_entries(study_dir):
@@ -215,3 +238,33 @@ def test_plan_cli_with_catalog_data_present_and_missing(study_dir, monkeypatch):
     result = CliRunner().invoke(main, ["plan", "study.yaml"])
     assert result.exit_code == 2
     assert result.stderr.splitlines()[1] == f"  street: {study_dir / 'data/street/masks/val'} (val masks)"
+
+
+def test_planning_reads_no_file(study_dir, tmp_path_factory, monkeypatch):
+    """`plan` is a pure function of the study: the catalog was read, and its splits counted, with the study."""
+    study = load_study(study_dir / "study.yaml")
+    jobs = plan(study)  # once with the files there: nothing is left to import
+    shutil.move(study_dir, tmp_path_factory.mktemp("moved") / "study")  # the study, its catalog and data are gone
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"plan touched the disk: {args[:1]}")
+
+    for module in (os, io, builtins):
+        for name in ("stat", "lstat", "scandir", "listdir", "open"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, refuse)
+    try:
+        again = plan(study)
+    finally:
+        monkeypatch.undo()
+    assert [(j.name, j.key, j.train.count) for j in again] == [(j.name, j.key, j.train.count) for j in jobs]
+    assert {j.eval.count for j in again if j.train.dataset == "street"} == {2}  # as counted on disk when read
+
+
+def test_a_catalog_study_is_read_and_planned_without_torch(study_dir):
+    code = ("import sys; from matrix.spec import load_study; from matrix.plan import plan; "
+            f"jobs = plan(load_study({str(study_dir / 'study.yaml')!r})); "
+            "print(len(jobs), sorted(m for m in ('torch', 'timm', 'ray', 'mlflow') if m in sys.modules))")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(" ", 1)[1].strip() == "[]", result.stdout

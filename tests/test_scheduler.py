@@ -26,10 +26,35 @@ STUDY = {"name": "res", "init": "scratch", "scratch": False, "tasks": ["segmenta
 
 
 def sleeper(job, upstream, store) -> JobResult:
-    """Stands in for training: holds its CPUs for a while and reports when it ran."""
-    started = time.time()
-    time.sleep(4.0 if job.kind == "source" else 1.0)  # long enough for a cold worker to start beside it
-    return JobResult(job.key, {"miou": 0.5}, "miou", True, checkpoint="none", started=started, ended=time.time())
+    """Stands in for training; reports in its metrics the CPUs Ray gave it and the jobs of its kind beside it.
+
+    A source waits until the other source has started too: they meet only if Ray runs them side by side
+    (waiting in vain fails the job). A transfer counts the transfers running when it starts and when it ends
+    (marker files in the store), holding its CPUs a second in between.
+    """
+    import ray
+
+    started, root = time.time(), Path(store.root)
+    for folder in ("started", "running"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    (root / "started" / f"{job.kind}.{job.key}").touch()
+    mine = root / "running" / f"{job.kind}.{job.key}"
+    mine.touch()
+    if job.kind == "source":
+        deadline = time.monotonic() + 120  # not a measurement: how long to wait for a source Ray never starts
+        while (beside := len(list((root / "started").glob("source.*"))) - 1) < 1:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the other source did not start while this one ran")
+            time.sleep(0.05)
+        time.sleep(3.0)  # long enough for the watcher to see the sources RUNNING
+    else:
+        beside = len(list((root / "running").glob(f"{job.kind}.*"))) - 1
+        time.sleep(1.0)
+        beside = max(beside, len(list((root / "running").glob(f"{job.kind}.*"))) - 1)
+    mine.unlink()
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
+    return JobResult(job.key, {"miou": 0.5, "beside": beside, "cpus": cpus}, "miou", True, checkpoint="none",
+                     started=started, ended=time.time())  # fmt: skip
 
 
 def test_a_kind_asking_for_two_cpus_runs_alone_on_a_two_cpu_cluster(tmp_path):
@@ -54,17 +79,15 @@ def test_a_kind_asking_for_two_cpus_runs_alone_on_a_two_cpu_cluster(tmp_path):
     stop.set()
     watcher.join()
     assert sum(summary.finished.values()) == len(jobs) and not summary.failed
-    # opened RUNNING from the workers' start messages while they ran (the 4 s sources: the driver reads the
-    # messages at least once a second, so a 1 s job may start and end between two reads)
+    # opened RUNNING from the workers' start messages while they ran (the sources, held 3 s: the driver reads
+    # the messages at least once a second, so a 1 s job may start and end between two reads)
     assert "source" in running
-    spans = {}
+    seen = {}  # kind -> [(CPUs, jobs of its kind running beside it), ...] from the run records
     for run in tracker.runs("FINISHED"):
         if run.data.tags.get("kind") in ("source", "transfer"):
-            spans.setdefault(run.data.tags["kind"], []).append((run.info.start_time, run.info.end_time))
-    (s1, e1), (s2, e2) = sorted(spans["source"])
-    assert s2 < e1  # one CPU each: the two sources ran side by side
-    (s1, e1), (s2, e2) = sorted(spans["transfer"])
-    assert e1 <= s2  # two CPUs each: the transfers, both ready at once, ran one after the other
+            seen.setdefault(run.data.tags["kind"], []).append((run.data.metrics["cpus"], run.data.metrics["beside"]))
+    assert seen["source"] == [(1.0, 1.0)] * 2  # one CPU each: the two sources ran side by side (they met)
+    assert seen["transfer"] == [(2.0, 0.0)] * 2  # two CPUs each: the transfers, both ready at once, ran one at a time
 
 
 def marking_sleeper(job, upstream, store) -> JobResult:

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import pytest
 from conftest import REPO, run_tmx
@@ -41,6 +43,8 @@ def test_demo_study_loads_and_is_frozen():
         (GOOD + "backbone: resnt18\n", "backbone: unknown backbone 'resnt18': not a timm model name; close ones: resnet18"),
         (GOOD + "resources: {transfer: {loader_workers: -1}}\n",
          "resources.transfer.loader_workers: Input should be greater than or equal to 0 (got -1)"),
+        (GOOD + "resources: {transfer: {cpus: 2}}\n",
+         "resources.transfer.cpus: unknown key 'cpus'; expected one of: num_cpus, num_gpus, loader_workers"),
         (GOOD + "subset_seed: first\n", "subset_seed: Input should be a valid integer"),
         (GOOD + "multi_sources: [{name: m, datasets: {a: 1, cty: 1}}]\n",
          "multi_sources[0].datasets: unknown dataset 'cty'; expected some of the study's datasets: a, b"),
@@ -120,3 +124,48 @@ def test_multi_sources_load():
     # a dataset of role target may be a part; keypoints by default only where the parts share one schema
     assert study.multi_source_tasks(ab) == ("segmentation",)
     assert study.multi_source_tasks(ac) == ("segmentation", "keypoints")
+
+
+def test_reading_and_planning_a_study_imports_no_torch():
+    code = ("import sys; from matrix.spec import load_study; from matrix.plan import plan; "
+            f"jobs = plan(load_study({str(REPO / 'configs' / 'factors.yaml')!r})); "
+            "print(len(jobs), sorted(m for m in ('torch', 'timm', 'ray', 'mlflow') if m in sys.modules))")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(" ", 1)[1].strip() == "[]", result.stdout
+
+
+def test_the_shared_loader_names_the_file_and_the_field_for_any_model(tmp_path):
+    from typing import Annotated, Literal
+
+    from pydantic import Discriminator, Tag
+
+    from domains.config import ConfigError, Strict, load_model
+
+    class Leaf(Strict):
+        size: int = 1
+
+    class Other(Strict):
+        kind: Literal["other"]
+
+    class Root(Strict):
+        leaves: dict[str, Leaf] = {}
+        items: tuple[Annotated[Annotated[Leaf, Tag("leaf")] | Annotated[Other, Tag("other")],
+                               Discriminator(lambda v: "other" if "kind" in v else "leaf")], ...] = ()  # fmt: skip
+
+    path = tmp_path / "c.yaml"
+    for text, expected in [
+        ("leaves: {a: {sise: 2}}\n", "leaves.a.sise: unknown key 'sise'; expected one of: size"),
+        ("leaves: {a: {size: big}}\n", "leaves.a.size: Input should be a valid integer, unable to parse string as an "
+                                        "integer (got 'big')"),
+        ("items: [{size: 1}, {kind: other, size: 2}]\n", "items[1].size: unknown key 'size'; expected one of: kind"),
+        ("items: [{kind: mine}]\n", "items[0].kind: got 'mine'; input should be 'other'"),
+        ("leaves: [\n", "line 2: invalid YAML"),
+        ("[1, 2]\n", "expected a mapping of thing fields at the top level, got list"),
+    ]:  # fmt: skip
+        path.write_text(text)
+        with pytest.raises(ConfigError) as e:
+            load_model(path, Root, what="thing")
+        assert str(e.value).startswith(f"{path}: {expected}") and "\n" not in str(e.value), str(e.value)
+    with pytest.raises(ConfigError, match=r"none\.yaml: no such thing file$"):
+        load_model(tmp_path / "none.yaml", Root, what="thing")

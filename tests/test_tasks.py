@@ -10,6 +10,7 @@ from torchmetrics.classification import MulticlassJaccardIndex
 from torchmetrics.detection import MeanAveragePrecision
 
 from domains import DatasetInfo, KeypointSchema, SyntheticDataset
+from domains.config import TASK_TYPES
 from tasks import TASKS, get_task
 from tasks.backbone import WeightsNotFoundError, create_backbone
 from tasks.base import EmptySplitError
@@ -71,21 +72,56 @@ def test_every_task_learns_on_a_procedural_domain(task_name):
         assert after < before * 0.7, (before, after)
 
 
-@pytest.mark.parametrize("task_name", ["segmentation", "detection"])
-def test_same_seed_gives_same_metrics(task_name):
+@pytest.mark.parametrize(("task_name", "options"), [("segmentation", {}), ("detection", {}),
+                                                    ("detection", {"detector": "faster_rcnn"})],
+                         ids=["segmentation", "detection-fcos", "detection-faster_rcnn"])  # fmt: skip
+def test_same_seed_gives_same_weights_whatever_ran_before(task_name, options):
+    """Two trainings with one seed end with equal weights and metrics, whatever torch's global generator held
+    before (Faster R-CNN's box sampler draws from it), and leave that generator as it was; another seed
+    trains other weights, and training moved them, so the equality is not that of untouched models."""
     from domains.transforms import augment
 
     info, tr = _data(n=8)
-    task = get_task(task_name)
+    task = get_task(task_name, options)
     flips = info.keypoints.flip_pairs if info.keypoints else ()
-    results = []
-    for _ in range(2):
-        model = build_model(BACKBONE, task_name, info, seed=5)
+
+    def run(seed: int, global_seed: int):
+        torch.manual_seed(global_seed)
+        before = torch.get_rng_state()
+        model = build_model(BACKBONE, task_name, info, seed=seed, options=options)
+        untrained = {k: v.clone() for k, v in model.state_dict().items()}
         hook = Evaluate(task, tr, lambda: task.metric(info))
         aug = lambda s, g: augment(s, g, size=48, flip_pairs=flips)  # noqa: E731
-        train(model, task, tr, Schedule(steps=4, batch_size=4), seed=5, hooks=(hook,), augment=aug)
-        results.append(hook.final)
-    assert results[0] == results[1]
+        train(model, task, tr, Schedule(steps=4, batch_size=4), seed=seed, hooks=(hook,), augment=aug)
+        assert torch.equal(torch.get_rng_state(), before), "the global generator was left changed"
+        return untrained, model.state_dict(), hook.final
+
+    untrained, first, metrics = run(5, global_seed=1)
+    _, second, again = run(5, global_seed=2)
+    _, other, _ = run(6, global_seed=1)
+    assert first.keys() == second.keys() == other.keys()
+    assert [k for k in first if not torch.equal(first[k], second[k])] == []
+    assert metrics == again and task.primary_metric in metrics
+    trained = [k for k in first if first[k].is_floating_point()]
+    assert any(not torch.equal(first[k], untrained[k]) for k in trained)
+    assert any(not torch.equal(first[k], other[k]) for k in trained)
+
+
+def test_the_task_registry_has_every_task_type_a_config_may_name():
+    assert TASKS.names() == list(TASK_TYPES)  # domains.config checks study and catalog files without importing tasks
+
+
+def test_the_timm_names_listing_is_the_installed_timms():
+    import timm
+
+    from tasks import _timm_names
+    from tasks.backbone_names import check_backbone, timm_names
+
+    assert _timm_names.VERSION == timm.__version__, "timm changed: run `python -m tasks.backbone_names`"
+    assert timm_names() == frozenset(timm.list_models())
+    assert check_backbone("test_resnet") == "test_resnet"
+    with pytest.raises(ValueError, match="unknown backbone 'resnt18': not a timm model name; close ones: resnet18"):
+        check_backbone("resnt18")
 
 
 def test_miou_matches_torchmetrics_when_every_class_occurs():

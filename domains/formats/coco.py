@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,7 +35,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from domains.base import IGNORE, KeypointSchema
-from domains.formats.images import DataError
+from domains.formats.files import DataError, read_coco
 
 Report = Callable[[str], None]
 BOX_TOLERANCE = 1.0  # pixels a box may pass the image border by (rounding in real annotations); clipped
@@ -96,31 +95,7 @@ class CocoFile:
 
         `flip_pairs` and `sigmas` come from `spec_at` (e.g. "catalog.yaml: datasets.NAME.keypoints"), which
         their errors name."""
-        if not path.is_file():
-            raise DataError(f"{path}: coco: no such file; expected a COCO JSON annotation file")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DataError(f"{path}: coco: not valid JSON ({e})") from None
-        if not isinstance(data, dict):
-            raise DataError(f"{path}: expected a JSON object with images, annotations and categories")
-        for key in ("images", "annotations", "categories"):
-            if not isinstance(data.get(key), list):
-                raise DataError(f"{path}: {key}: missing or not a list; expected COCO's images, annotations, categories")
-        for field, rows, needs in (("images", data["images"], ("id", "file_name", "width", "height")),
-                                   ("categories", data["categories"], ("id", "name")),
-                                   ("annotations", data["annotations"], ("id", "image_id", "category_id"))):  # fmt: skip
-            for i, row in enumerate(rows):
-                lacking = [k for k in needs if not isinstance(row, dict) or k not in row]
-                if lacking:
-                    raise DataError(f"{path}: {field}[{i}]: missing {', '.join(lacking)}; expected {', '.join(needs)}")
-        for i, img in enumerate(data["images"]):
-            if not all(isinstance(img[k], int | float) and img[k] > 0 for k in ("width", "height")):
-                raise DataError(f"{path}: images[{i}]: width x height {img['width']!r}x{img['height']!r}; "
-                                f"expected the image's size in pixels")  # fmt: skip
-        ids = [img["id"] for img in data["images"]]
-        if len(set(ids)) != len(ids):
-            raise DataError(f"{path}: images: repeated image ids; expected each id once")
+        data = read_coco(path)
         coco = COCO()
         coco.dataset = data
         _quiet(coco.createIndex)

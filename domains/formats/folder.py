@@ -1,17 +1,19 @@
 """FolderDataset: one split of a catalog entry read from disk into standard samples.
 
-    ds = FolderDataset("coco", entry, "val", catalog, image_size=128, count=150)
+    ds = FolderDataset("coco", entry, "val", Path("data"), 128, count=150, where="catalog.yaml: datasets.coco")
     ds.info                      # DatasetInfo: classes, things, keypoint schema
     ds[0]                        # {"image": [3, S, S], "boxes": [N, 4], ...} or DataError (one line)
-    ds.problems()                # every problem in the split, one line each, without stopping
+    ds.iter_checked()            # every sample with its problems, one line each, without stopping
     ds.file_problems             # the problems that belong to no sample (a COCO annotation of an unknown image)
 
 Samples are the split's images in sorted order (by path under `images`, or by
 file_name in a COCO file); `count` takes the first ones. Every sample is
 resized to image_size x image_size so batches stack. Reading a sample raises
 on the split's first file problem too, so nothing trains on a file that
-`tmx datasets check` would reject. Errors in what the catalog declares name the
-catalog file and the field (`catalog.yaml: datasets.NAME.keypoints.sigmas: ...`).
+`tmx datasets check` would reject. `entry` (a catalog entry: domains/catalog.py)
+says how to read the split, its paths relative to `root`; errors in what it
+declares name `where` it is declared and the field
+(`catalog.yaml: datasets.NAME.keypoints.sigmas: ...`).
 """
 
 from __future__ import annotations
@@ -26,34 +28,33 @@ import torch
 from domains.base import DatasetInfo, Sample
 from domains.formats.coco import CocoFile
 from domains.formats.depth import read_depth
-from domains.formats.images import IMAGE_SUFFIXES, DataError, image_tensor, list_images, read_image, resize_sample
+from domains.formats.files import DataError, split_files
+from domains.formats.images import image_tensor, read_image, resize_sample
 from domains.formats.masks import MaskDecoder
 
 if TYPE_CHECKING:
-    from domains.catalog import Catalog, Entry
+    from domains.catalog import Entry
 
 
 class FolderDataset(torch.utils.data.Dataset):
-    def __init__(self, name: str, entry: Entry, split: str, catalog: Catalog, image_size: int | None,
-                 count: int | None = None, key: str | None = None) -> None:  # fmt: skip
-        """`name` labels the samples' info; `key` is the entry's name in the catalog (default: `name`)."""
+    def __init__(self, name: str, entry: Entry, split: str, root: Path, image_size: int | None,
+                 count: int | None = None, where: str | None = None) -> None:  # fmt: skip
+        """`name` labels the samples' info; `where` names the entry in messages (default: `datasets.NAME`)."""
         self.name, self.entry, self.split = name, entry, split
-        spec_at = f"{catalog.file}: datasets.{key or name}"
+        spec_at = where or f"datasets.{name}"
         paths = entry.splits[split]
         self.image_size = image_size
-        self.images_dir = catalog.path(paths.images)
-        self.masks_dir = catalog.path(paths.masks) if paths.masks else None
-        self.depth_dir = catalog.path(paths.depth) if paths.depth else None
+        self.images_dir = root / paths.images
+        self.masks_dir = root / paths.masks if paths.masks else None
+        self.depth_dir = root / paths.depth if paths.depth else None
         self.coco: CocoFile | None = None
         if paths.coco:
             kp = entry.keypoints
-            self.coco = CocoFile.load(catalog.path(paths.coco), kp.flip_pairs if kp else None, kp.sigmas if kp else None,
+            self.coco = CocoFile.load(root / paths.coco, kp.flip_pairs if kp else None, kp.sigmas if kp else None,
                                       f"{spec_at}.keypoints")  # fmt: skip
-            self.files = sorted(self.coco.images)
-        elif paths.list:
-            self.files = _listed(catalog.path(paths.list), self.images_dir)
+            self.files = sorted(self.coco.images)  # = files.coco_files: what a plan counted
         else:
-            self.files = list_images(self.images_dir)
+            self.files = split_files(root, paths)
         if count is not None:
             if count > len(self.files):
                 raise DataError(f"{self.images_dir}: images: {len(self.files)} in split {split!r}; expected at "
@@ -63,7 +64,7 @@ class FolderDataset(torch.utils.data.Dataset):
         self.decoder = None
         if "segmentation" in self.tasks and self.masks_dir is not None:
             m = entry.masks
-            names = () if m.colors else (m.classes or _class_file(catalog.path(m.classes_file)))
+            names = () if m.colors else (m.classes or _class_file(root / m.classes_file))
             self.decoder = MaskDecoder(names, m.colors, m.ids, m.offset, m.ignore_colors, m.ignore_ids, f"{spec_at}.masks")
             classes = self.decoder.classes
         elif "segmentation" in self.tasks and self.coco is not None:
@@ -156,28 +157,6 @@ class FolderDataset(torch.utils.data.Dataset):
         for i in range(min(len(self.files), limit or len(self.files))):
             found: list[str] = []
             yield self._load(i, found.append), found
-
-    def problems(self) -> list[str]:
-        """Every problem in the split, one line each: the file problems, then each sample's."""
-        return self.file_problems + [p for _, found in self.iter_checked() for p in found]
-
-
-def _listed(list_file: Path, images: Path) -> list[str]:
-    """The images a split list names (paths relative to `images`, the extension optional), sorted."""
-    try:
-        lines = [ln.strip() for ln in list_file.read_text().splitlines()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{list_file}: list: unreadable ({e}); expected a text file of image paths") from None
-    files = []
-    for n, line in enumerate(lines, 1):
-        if not line:
-            continue
-        rel = line.split()[0]  # VOC-style lists may carry a second column
-        found = next((rel + ext for ext in ("", *IMAGE_SUFFIXES) if (images / (rel + ext)).is_file()), None)
-        if found is None:
-            raise DataError(f"{list_file}: line {n}: no image {rel!r} under {images}; expected a path relative to it")
-        files.append(found)
-    return sorted(files)
 
 
 def _class_file(path: Path) -> tuple[str, ...]:

@@ -15,20 +15,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from domains.base import Sample
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-
-class DataError(ValueError):
-    """A problem with a dataset on disk: one line naming the file, the field and what was expected."""
-
-
-def list_images(folder: Path) -> list[str]:
-    """Image files under `folder` (recursively) as sorted POSIX paths relative to it."""
-    if not folder.is_dir():
-        raise DataError(f"{folder}: images: no such folder; expected a folder of images")
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())  # fmt: skip
+from domains.formats.files import IMAGE_SUFFIXES, DataError, list_images  # noqa: F401  (part of this surface)
 
 
 def open_png(path: Path, what: str) -> Image.Image:

@@ -8,23 +8,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from domains.base import DatasetInfo, KeypointSchema, Sample
-from domains.synthetic.scenes import DOMAINS, VOCAB, Domain, blend_looks, render_scene
+from domains.base import Sample
+from domains.synthetic.scenes import DOMAINS, VOCAB, blend_looks, render_scene
+from domains.synthetic.spaces import describe, domain_parts
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
-MIXED = "mixed"  # a dataset drawing every sample from a domain chosen per index
-TASKS = ("segmentation", "depth", "detection", "keypoints")  # what a procedural dataset has labels for
-
-
-def domain_names() -> list[str]:
-    """Domains a dataset may declare: every registered one, and `mixed`."""
-    return [*DOMAINS.names(), MIXED]
-
-
-def _shared_schema(parts: list[Domain], things: tuple[str, ...]) -> KeypointSchema | None:
-    """The keypoint schema every part shares (its class among `things`), or None."""
-    schemas = {p.keypoints if p.keypoints and p.keypoints.category in things else None for p in parts}
-    return schemas.pop() if len(schemas) == 1 else None
 
 
 class SyntheticDataset(torch.utils.data.Dataset):
@@ -52,34 +40,18 @@ class SyntheticDataset(torch.utils.data.Dataset):
 
     def __init__(self, name: str, domain: str, split: str, length: int, image_size: int,
                  seed: int = 0, mix: tuple[str, ...] = (), blend: tuple[str, float] | None = None,
-                 *, things: tuple[str, ...] | None = None, cache: str | os.PathLike | None = None) -> None:  # fmt: skip
+                 *, things: tuple[str, ...] | None = None) -> None:  # fmt: skip
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
         self.name, self.split, self.length, self.seed = name, split, length, seed
-        if domain == MIXED:
-            self.parts: list[Domain] = [DOMAINS.get(d)() for d in (mix or DOMAINS.names())]
-        else:
-            self.parts = [DOMAINS.get(domain)()]
+        self.info = describe(name, domain, image_size, mix, things)
+        self.parts = domain_parts(domain, mix)
         if blend is not None:  # appearance moved towards another domain's: a planted domain distance
             other, fraction = DOMAINS.get(blend[0])().look, float(blend[1])
             self.parts = [replace(p, look=blend_looks(p.look, other, fraction)) for p in self.parts]
-        available = {t for p in self.parts for t in p.things}
-        if things is not None:
-            unknown = sorted(set(things) - available)
-            if unknown or not things:
-                raise ValueError(f"things {tuple(things)!r} of dataset {name!r}: expected a non-empty subset of "
-                                 f"{', '.join(c for c in VOCAB if c in available)}")  # fmt: skip
-            available = set(things)
-        self._allowed = frozenset(available) if things is not None else None
-        used = {c for p in self.parts for c in p.classes if c not in p.things or c in available}
-        classes = tuple(c for c in VOCAB if c in used)
-        thing_space = tuple(c for c in VOCAB if c in available)
-        schema = _shared_schema(self.parts, thing_space)
-        tasks = TASKS if schema is not None else tuple(t for t in TASKS if t != "keypoints")
-        self.info = DatasetInfo(name=name, domain=domain, tasks=tasks, classes=classes, image_size=image_size,
-                                things=thing_space, keypoints=schema)  # fmt: skip
-        self._to_local = self._lut(classes)
-        self._to_thing = self._lut(thing_space)
+        self._allowed = frozenset(self.info.things) if things is not None else None
+        self._to_local = self._lut(self.info.classes)
+        self._to_thing = self._lut(self.info.things)
         self._entropy = [zlib.crc32(name.encode()), seed, SPLITS[split]]
 
     @staticmethod

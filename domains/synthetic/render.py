@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 FAR = 1.0e6  # depth of surfaces at infinity (sky, open water): invalid in the depth map
 KEYPOINT_TOLERANCE = 1e-3  # relative depth within which a keypoint counts as lying on the surface seen
@@ -130,6 +129,8 @@ class Canvas:
     def defocus(self, sigma: float) -> None:
         """Blur what has been painted so far (a background out of the focal plane); labels stay sharp."""
         if sigma > 0:
+            from scipy.ndimage import gaussian_filter  # here: reading a config imports the domains, not scipy
+
             self.rgb = gaussian_filter(self.rgb, sigma=(sigma, sigma, 0), mode="nearest").astype(np.float32)
 
     def depth_map(self) -> np.ndarray:

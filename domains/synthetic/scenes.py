@@ -667,8 +667,3 @@ def finish(cv: Canvas, domain: Domain, rng: np.random.Generator) -> Scene:
                 kps[n] = cv.keypoints(int(i), k)
     return Scene(np.clip(rgb, 0.0, 1.0).astype(np.float32), cv.cls, cv.depth_map(), cv.inst, ids, labels, boxes, kps)
 
-
-def render(domain: Domain, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One scene: image [H, W, 3] in [0, 1], class ids over VOCAB [H, W] (255 = ignore), depth [H, W]."""
-    scene = render_scene(domain, rng, size)
-    return scene.image, scene.classes, scene.depth

@@ -1,6 +1,6 @@
 """Our shared timm backbone inside mm models: the registered backbone, config loading, the head wrapper.
 
-    cfg, read = load_model_config("mmdet", "retinanet_r50_fpn_1x_coco", Levels.of(feature_info))
+    cfg, read = load_model_config("mmdet", "retinanet_r50_fpn_1x_coco", Levels.of_neck(neck))
     head = MMHead(mmdet.registry.MODELS.build(cfg))
     head(model.backbone, inputs, data_samples, "loss")   # mm's own forward, on the task model's backbone
 
@@ -30,7 +30,6 @@ from mmengine.config import Config, ConfigDict
 from mmengine.registry import MODELS
 from torch import nn
 
-from tasks.base import FeatureInfo
 from tasks.heads import Neck
 from tasks.openmmlab import Library, check_config
 
@@ -133,16 +132,9 @@ class Levels:
     strides: tuple[int, ...]
 
     @classmethod
-    def of(cls, feature_info: FeatureInfo) -> Levels:
-        """The levels of stride >= 4 (the stride-2 stem skipped, as by our Neck) of a timm `feature_info`."""
-        strides = feature_info.reduction()
-        keep = [i for i, s in enumerate(strides) if s >= 4] or list(range(len(strides)))
-        chans = feature_info.channels()
-        return cls(tuple(keep), tuple(chans[i] for i in keep), tuple(strides[i] for i in keep))
-
-    @classmethod
     def of_neck(cls, neck: Neck) -> Levels:
-        """The same levels read from our Neck, which `build_model` made from the backbone's `feature_info`.
+        """The levels of stride >= 4 our Neck reads (the stride-2 stem skipped), which `build_model` made from
+        the backbone's `feature_info`.
 
         A task's `build_head(neck, info)` sees the neck, not the backbone: the
         neck keeps the levels it reads (`levels`, `strides`) and its FPN's
