@@ -39,7 +39,7 @@ import torch
 from functools import partial
 from domains.catalog import load_catalog
 from domains.transforms import augment
-from matrix.jobs import dataset
+from matrix.execute import dataset
 from matrix.plan import DataRef
 from matrix.store import Storage
 from tasks import get_task

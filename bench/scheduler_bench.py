@@ -30,7 +30,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from rich.console import Console  # noqa: E402
 
-from matrix.jobs import JobResult
+from matrix.results import JobResult
 from matrix.store import Storage  # noqa: E402
 from matrix.plan import plan  # noqa: E402
 from matrix.scheduler import ray_session, run_jobs  # noqa: E402

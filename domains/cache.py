@@ -42,7 +42,6 @@ import hashlib
 import io
 import json
 import os
-import socket
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
@@ -53,11 +52,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from domains.atomic import TMP_SUFFIX, _remote, atomic_file, storage_root, sweep
 from domains.base import DatasetInfo, KeypointSchema, Sample
 
 FORMAT = 1  # bump when the layout or the stored form of a sample changes
 SHARD_BYTES = 256 << 20  # a new shard starts past this size
-TMP_SUFFIX = ".tmp"
 MANIFEST, INDEX = "manifest.json", "index.npy"
 
 
@@ -78,52 +77,6 @@ def content_key(*parts: Any) -> str:
 
 
 # -- writing ---------------------------------------------------------------------------------------
-
-
-def temporary_name(path: str | Path) -> str:
-    """A temporary sibling name for `path` that records who writes it: .NAME.HOST.PID.RANDOM.tmp."""
-    path = Path(path)
-    return str(path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{os.urandom(4).hex()}{TMP_SUFFIX}"))
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | Path) -> Iterator[Any]:
-    """Open `path` for binary writing so that it appears whole or not at all (write, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def sweep(root: str | Path, pattern: str) -> int:
-    """Remove temporary files matching `pattern` under `root` left by writers on this host that are dead."""
-    host, removed = socket.gethostname(), 0
-    for tmp in Path(root).glob(pattern):
-        parts = tmp.name.split(".")  # "", NAME..., HOST..., PID, RANDOM, "tmp"
-        try:
-            pid = int(parts[-3])
-        except (IndexError, ValueError):
-            continue
-        if tmp.name.endswith(f".{host}.{pid}.{parts[-2]}{TMP_SUFFIX}") and not _alive(pid):
-            tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _stored(key: str, value: torch.Tensor) -> np.ndarray:
@@ -276,18 +229,6 @@ class CachedDataset(torch.utils.data.Dataset):
             for fd in self._files.values():
                 with contextlib.suppress(OSError):
                     os.close(fd)
-
-
-def _remote(root: str) -> bool:
-    return "://" in root and not root.startswith("file://")
-
-
-def storage_root(root: str | Path) -> tuple[bool, str]:
-    """(remote?, the root as used): an fsspec URI as given, a local folder made absolute (workers may run
-    in another folder)."""
-    root = str(root)
-    remote = _remote(root)
-    return remote, root.rstrip("/") if remote else str(Path(root.removeprefix("file://")).resolve())
 
 
 class SampleCache:

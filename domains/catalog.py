@@ -219,7 +219,7 @@ class Catalog(Strict):
         """Split `split` of entry `name` as a torch Dataset of standard samples, resized to image_size square.
 
         `count` takes the first samples in sorted file order (jobs draw seeded random subsets instead:
-        matrix.jobs.dataset); `label` names the dataset in its info (default: the entry's name). Raises CatalogError for an unknown split, DataError for bad data.
+        matrix.execute.dataset); `label` names the dataset in its info (default: the entry's name). Raises CatalogError for an unknown split, DataError for bad data.
         """
         entry = self.get(name)
         if split not in entry.splits:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -24,7 +25,8 @@ DEFAULT_CATALOG = "configs/catalog.yaml"
 FORMATS = ("coco", "masks", "depth")
 
 
-def _fail(message: str, status: int = 2) -> None:
+def fail(message: str, status: int = 2) -> NoReturn:
+    """How every `tmx` command ends on bad input: one line on stderr, `tmx: MESSAGE`, and exit `status`."""
     click.echo(f"tmx: {message}", err=True)
     sys.exit(status)
 
@@ -42,7 +44,7 @@ def _load(ctx: click.Context, catalog_file: str | None):
     try:
         return load_catalog(path)
     except CatalogError as e:
-        _fail(f"{e}; pass --catalog FILE" if "no such catalog file" in str(e) else str(e))
+        fail(f"{e}; pass --catalog FILE" if "no such catalog file" in str(e) else str(e))
 
 
 def _open(catalog, name: str, split: str, image_size: int | None, count: int | None = None):
@@ -52,7 +54,7 @@ def _open(catalog, name: str, split: str, image_size: int | None, count: int | N
     try:
         return catalog.open(name, split, image_size, count)
     except (CatalogError, DataError) as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 def _entry(catalog, name: str):
@@ -61,7 +63,7 @@ def _entry(catalog, name: str):
     try:
         return catalog.get(name)
     except CatalogError as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 @click.group(invoke_without_command=True)
@@ -105,10 +107,10 @@ def check(ctx: click.Context, name: str, catalog_file: str | None, splits: tuple
     entry = _entry(catalog, name)
     for s in splits:
         if s not in entry.splits:
-            _fail(f"{catalog.file}: datasets.{name}.splits: no split {s!r}; expected one of: {', '.join(entry.splits)}")
+            fail(f"{catalog.file}: datasets.{name}.splits: no split {s!r}; expected one of: {', '.join(entry.splits)}")
     missing = catalog.missing(name, splits or None)
     if missing:
-        _fail(f"{catalog.file}: {name}: missing on disk: {'; '.join(missing)}")
+        fail(f"{catalog.file}: {name}: missing on disk: {'; '.join(missing)}")
     click.echo(f"{name}: {entry.domain}; {', '.join(catalog.tasks(name))} ({catalog.file})")
     problems: list[str] = []
     pixels = objects = None
@@ -158,7 +160,7 @@ def check(ctx: click.Context, name: str, catalog_file: str | None, splits: tuple
         for line in problems:
             click.echo(f"  problem: {line}")
         files = len({line.split(": ")[0] for line in problems})
-        _fail(f"{name}: {len(problems)} problems in {files} files (listed above)")
+        fail(f"{name}: {len(problems)} problems in {files} files (listed above)")
     click.echo("  no problems found")
 
 
@@ -202,13 +204,13 @@ def export(ctx: click.Context, name: str, catalog_file: str | None, formats: tup
     entry = _entry(catalog, name)
     size = image_size or (entry.procedural.image_size if entry.procedural else None)
     if size is None:
-        _fail(f"{name}: a dataset read from disk is exported at one square size; expected --image-size N")
+        fail(f"{name}: a dataset read from disk is exported at one square size; expected --image-size N")
     opened = {split: _open(catalog, name, split, size, min(count, spec.size) if count and spec.size else count)
               for split, spec in entry.splits.items()}  # fmt: skip
     try:
         written = export_dataset(name, entry.domain, opened, Path(output), formats or None, depth_format)
     except (ExportError, DataError) as e:
-        _fail(str(e))
+        fail(str(e))
     click.echo(f"Wrote {name} to {output}: " + ", ".join(f"{s} {n} samples" for s, n in written.items())
                + f"; read it back with: tmx datasets check {name} --catalog {Path(output) / 'catalog.yaml'}")  # fmt: skip
 
@@ -235,7 +237,7 @@ def show(ctx: click.Context, name: str, catalog_file: str | None, output: str, s
     try:
         samples = [ds[i] for i in range(min(count, len(ds)))]
     except DataError as e:
-        _fail(str(e))
+        fail(str(e))
     grid = draw_grid(samples, ds.info, per_row, title=f"{name} ({entry.domain}) {split}")
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     grid.save(output, optimize=True)

@@ -13,14 +13,14 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, get_args
 
 from domains import MIXED
-from matrix.spec import CatalogDatasetSpec, DatasetSpec, Study
+from matrix.spec import CatalogDatasetSpec, DatasetSpec, JobKind, Study
 
 PROTOCOL = 3  # bump when the meaning of a job changes, so old results are not reused
-KINDS = ("pretrain", "source", "transfer", "baseline", "scratch", "reference")
-Kind = Literal["pretrain", "source", "transfer", "baseline", "scratch", "reference"]
+Kind = JobKind  # what a job does (the study file names them too: estimates, resources)
+KINDS: tuple[Kind, ...] = get_args(Kind)  # in the order jobs run and are listed
 
 
 @dataclass(frozen=True)

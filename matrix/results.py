@@ -1,7 +1,7 @@
 """What a job returns (`JobResult`): the scheduler passes it to the jobs downstream, the tracker logs it.
 
 A module of its own, importing nothing heavy: the driver (scheduler, tracker) handles results without importing
-torch, which only the code that runs a job (matrix/jobs.py) needs.
+torch, which only the code that runs a job (matrix/execute.py) needs.
 """
 
 from __future__ import annotations

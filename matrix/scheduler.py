@@ -97,8 +97,8 @@ def ray_session(address: str | None, max_parallel: int | None, env: dict[str, st
 
 
 def execute(job: Job, upstream: JobResult | None, store: Storage) -> JobResult:
-    """`matrix.jobs.execute`, imported where the job runs (a Ray worker): the driver imports no torch."""
-    from matrix.jobs import execute as run
+    """`matrix.execute.execute`, imported where the job runs (a Ray worker): the driver imports no torch."""
+    from matrix.execute import execute as run
 
     return run(job, upstream, store)
 
@@ -121,7 +121,7 @@ def run_jobs(
     seconds to create); Ray then starts meanwhile rather than after it.
     `in_process=True` runs them one after another in this process, without Ray
     (for debugging, and as the reference the scheduler's speed-up is measured against).
-    `fn` is what runs a job (`matrix.jobs.execute`); the scheduler bench swaps in a no-op.
+    `fn` is what runs a job (`matrix.execute.execute`); the scheduler bench swaps in a no-op.
     `resources` maps a job kind to what each of its jobs asks Ray for ({"num_cpus": 1, "num_gpus": 0.5});
     kinds not given take 1 CPU and no GPU. Ray gives a job with GPUs its own CUDA_VISIBLE_DEVICES.
     `system_metrics`: every that many seconds, the worker samples CPU, memory and GPUs while each job runs, and

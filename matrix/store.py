@@ -21,13 +21,19 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from domains.cache import TMP_SUFFIX, SampleCache, atomic_file, storage_root, sweep
+from domains.atomic import TMP_SUFFIX, atomic_file, storage_root, sweep
 
 
 class Storage:
     def __init__(self, root: str | Path) -> None:
         self.remote, self.root = storage_root(root)
-        self.samples = SampleCache(f"{self.root}/data")
+
+    @property
+    def samples(self):
+        """The decoded-sample cache under ROOT/data (domains.cache.SampleCache: imports torch, so only here)."""
+        from domains.cache import SampleCache
+
+        return SampleCache(f"{self.root}/data")
 
     def path(self, key: str) -> str:
         """Where `key`'s checkpoint lives: a local path or a URI."""
@@ -64,4 +70,5 @@ class Storage:
         """Remove temporary files left by writers on this host that are no longer alive (killed jobs)."""
         if self.remote:
             return 0  # uploads are published whole or not at all
-        return sweep(Path(self.root) / "checkpoints", f"*/.*{TMP_SUFFIX}") + self.samples.sweep()
+        # checkpoints at ROOT/checkpoints/ab/KEY.pt, decoded splits' files at ROOT/data/KEY/...: one level down each
+        return sum(sweep(Path(self.root) / folder, f"*/.*{TMP_SUFFIX}") for folder in ("checkpoints", "data"))

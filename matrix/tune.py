@@ -21,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from matrix.jobs import JobResult, execute
+from matrix.execute import execute
+from matrix.results import JobResult
 from matrix.store import Storage
 from matrix.plan import Job, plan
 from matrix.spec import Study

@@ -1,6 +1,8 @@
-"""timm's model names, read without importing timm (or torch): what a study's `backbone` is checked against.
+"""timm's model names and local weights, read without importing timm (or torch): what a study's `backbone` and
+`init: imagenet` are checked against.
 
     check_backbone("resnet18")     # the name; an unknown one raises ValueError naming close ones
+    imagenet_weights_path("resnet18") or missing_weights("resnet18")   # the local file, or what to place where
 
 The names of the timm version the project pins are listed in `_timm_names.py`,
 written by `python -m tasks.backbone_names` (tests/test_tasks.py checks it
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata
+import os
 import textwrap
 from pathlib import Path
 
@@ -40,6 +43,24 @@ def check_backbone(name: str) -> str:
         close = difflib.get_close_matches(name, sorted(names), n=5) or ["test_resnet", "resnet18"]
         raise ValueError(f"unknown backbone {name!r}: not a timm model name; close ones: {', '.join(close)}")
     return name
+
+
+def imagenet_weights_path(name: str) -> Path | None:
+    """The local file holding `name`'s ImageNet weights (timm's cache under TORCH_HOME), or None: they are never
+    downloaded."""
+    torch_home = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
+    for ext in ("safetensors", "pth"):
+        path = torch_home / "hub" / "checkpoints" / f"{name}.{ext}"
+        if path.is_file():
+            return path
+    return None
+
+
+def missing_weights(name: str) -> str:
+    """What to do when `name`'s ImageNet weights are not on disk."""
+    home = os.environ.get("TORCH_HOME", "~/.cache/torch")
+    return (f"ImageNet weights for {name!r} are not in the local cache and are never downloaded: place a timm state "
+            f"dict at {home}/hub/checkpoints/{name}.safetensors (or .pth)")  # fmt: skip
 
 
 def write_listing(path: Path = LISTING) -> None:

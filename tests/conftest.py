@@ -42,6 +42,22 @@ def run_tmx(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
                           timeout=timeout)  # fmt: skip
 
 
+HEAVY = ("torch", "timm", "ray", "mlflow")
+_MODULES = ("import atexit, sys\n"
+            "atexit.register(lambda: print('\\nloaded:', *[m for m in {heavy!r} if m in sys.modules], file=sys.stderr))\n"
+            "from matrix.cli import main\n"
+            "main(sys.argv[1:], prog_name='tmx')\n")  # fmt: skip
+
+
+def tmx_modules(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, set]:
+    """Run `tmx ARGS` as `run_tmx` does; also return which of HEAVY the command had imported when it exited."""
+    result = subprocess.run([sys.executable, "-c", _MODULES.format(heavy=HEAVY), *args], cwd=cwd,
+                            env=os.environ | (env or {}), capture_output=True, text=True, timeout=600)  # fmt: skip
+    last = result.stderr.rstrip().splitlines()[-1]
+    assert last.startswith("loaded:"), result.stderr[-3000:]
+    return result, set(last.split()[1:])
+
+
 @pytest.fixture
 def write_study(tmp_path):
     """Write a study YAML into tmp_path and return its path."""

@@ -15,7 +15,7 @@ from PIL import Image
 
 from domains.catalog import CatalogError, load_catalog
 from matrix.cli import main
-from matrix.jobs import dataset
+from matrix.execute import dataset
 from matrix.plan import plan
 from matrix.spec import SpecError, load_study
 from matrix.store import Storage

@@ -10,7 +10,7 @@ from pathlib import Path
 import ray.cloudpickle
 from rich.console import Console
 
-from matrix.jobs import JobResult
+from matrix.results import JobResult
 from matrix.store import Storage
 from matrix.plan import plan
 from matrix.scheduler import run_jobs

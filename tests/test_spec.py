@@ -107,7 +107,8 @@ def test_imagenet_init_without_weights_is_refused_up_front(write_study, tmp_path
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["run", str(path)])
     assert result.exit_code == 2
-    assert "init: 'imagenet' needs local weights for 'test_resnet'" in result.stderr
+    assert "init: 'imagenet': ImageNet weights for 'test_resnet' are not in the local cache" in result.stderr
+    assert "hub/checkpoints/test_resnet.safetensors" in result.stderr and len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "outputs").exists()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TMX, free_port, run_tmx
+from conftest import TMX, free_port, run_tmx, tmx_modules
 from mlflow import MlflowClient
 
 from matrix.plan import plan
@@ -96,16 +96,22 @@ def test_run_track_rerun_and_report(tmp_path):
     transfer = next(j for j in jobs if j.kind == "transfer")
     assert by_key[transfer.key].data.tags["upstream_key"] == transfer.upstream
 
-    estimate = run_tmx("plan", "tiny.yaml", cwd=tmp_path, env=env)
+    # the light commands import no torch, timm or Ray (and MLflow only when they read runs)
+    estimate, loaded = tmx_modules("plan", "tiny.yaml", cwd=tmp_path, env=env)
     assert estimate.returncode == 0 and "mean of 12 finished runs)" in estimate.stdout, estimate.stdout
+    assert loaded == {"mlflow"}, loaded  # it reads the finished runs' durations
 
-    second = run_tmx("run", "tiny.yaml", cwd=tmp_path, env=env)
+    second, loaded = tmx_modules("run", "tiny.yaml", cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Nothing to run: all 29 jobs" in second.stdout and "No job launched" in second.stdout
+    assert loaded == {"mlflow"}, loaded  # a finished study reruns without torch, and starts no Ray
     assert len(_runs(tmp_path)[0]) == 29
+    status, loaded = tmx_modules("status", "tiny.yaml", cwd=tmp_path, env=env)
+    assert status.returncode == 0 and loaded == {"mlflow"}, (status.stderr[-2000:], loaded)
 
-    report = run_tmx("report", "tiny.yaml", cwd=tmp_path, env=env)
+    report, loaded = tmx_modules("report", "tiny.yaml", cwd=tmp_path, env=env)
     assert report.returncode == 0, report.stderr[-3000:]
+    assert loaded == {"mlflow"}, loaded
     assert "12 transfers with baselines" in report.stdout and "0 failed and 0 missing jobs" in report.stdout
     out = tmp_path / "outputs" / "tiny"
     html = (out / "report.html").read_text()

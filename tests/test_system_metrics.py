@@ -12,7 +12,7 @@ import psutil
 from conftest import EIGHT_JOBS, run_tmx
 from mlflow.tracking import MlflowClient
 
-from matrix.jobs import JobResult
+from matrix.results import JobResult
 from matrix.plan import plan
 from matrix.spec import load_study, parse_study
 from matrix.system_metrics import sampling

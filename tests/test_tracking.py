@@ -3,7 +3,7 @@ driver that started it is gone, one run per job whichever way it ends."""
 
 import time
 
-from matrix.jobs import JobResult
+from matrix.results import JobResult
 from matrix.plan import plan
 from matrix.spec import parse_study
 from matrix.status import study_status

@@ -136,7 +136,7 @@ def test_an_empty_depth_split_is_an_error_naming_the_dataset_and_split():
     with pytest.raises(EmptySplitError, match="no pixel with valid depth"):
         fit_and_score("depth", data, invalid)
 
-    from matrix.jobs import _naming_the_split
+    from matrix.execute import _naming_the_split
     from matrix.plan import plan
     from matrix.spec import parse_study
 

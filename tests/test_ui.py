@@ -19,7 +19,7 @@ from conftest import CHROMEDRIVER, CHROMIUM, EIGHT_JOBS, NO_CHROMIUM, TMX, free_
 from mlflow import MlflowClient
 from rich.console import Console
 
-from matrix.jobs import JobResult
+from matrix.results import JobResult
 from matrix.plan import plan
 from matrix.scheduler import run_jobs
 from matrix.spec import load_study, parse_study
