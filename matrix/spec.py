@@ -210,6 +210,15 @@ class ResourceSpec(Strict):
         return v
 
 
+def _fewer_than_targets(i: int, ds: DatasetSpec | CatalogDatasetSpec, train: int | None, largest: int) -> str | None:
+    """What is wrong with `datasets[i]` when it is a target whose training split (`train` images, None: not known
+    yet) holds fewer than the largest target size; None when nothing is."""
+    if ds.role != "source" and train is not None and train < largest:
+        return (f"datasets[{i}].train: {train} images, fewer than the largest target size {largest}; "
+                f"expected at least {largest}")  # fmt: skip
+    return None
+
+
 JobKind = Literal["pretrain", "source", "transfer", "baseline", "scratch", "reference"]
 
 
@@ -299,12 +308,8 @@ class Study(Strict):
             if ds.name in seen:
                 raise ValueError(f"datasets[{i}].name: {ds.name!r} is used twice; dataset names must be unique")
             seen.add(ds.name)
-            largest = max(self.target_sizes)
-            if ds.role != "source" and ds.train is not None and ds.train < largest:
-                raise ValueError(
-                    f"datasets[{i}].train: {ds.train} images, fewer than the largest target size {largest}; "
-                    f"expected at least {largest}"
-                )
+            if too_small := _fewer_than_targets(i, ds, ds.train, max(self.target_sizes)):
+                raise ValueError(too_small)
         mixed: set[str] = set()
         for i, ms in enumerate(self.multi_sources):
             if ms.name in seen or ms.name in mixed:
@@ -494,10 +499,8 @@ def _resolve_catalog(study: Study, source: str, base: Path) -> None:
             if split not in entry.splits:
                 raise SpecError(f"{source}: datasets[{i}]: catalog dataset {ds.catalog!r} has no {split!r} split in "
                                 f"{catalog.file}; expected train and val splits")  # fmt: skip
-        declared = ds.train or entry.splits["train"].size
-        if ds.role != "source" and declared is not None and declared < largest:
-            raise SpecError(f"{source}: datasets[{i}].train: {declared} images, fewer than the largest target size "
-                            f"{largest}; expected at least {largest}")  # fmt: skip
+        if too_small := _fewer_than_targets(i, ds, ds.train or entry.splits["train"].size, largest):
+            raise SpecError(f"{source}: {too_small}")
     records = []
     for name in dict.fromkeys(ds.catalog for _, ds in named):
         entry = catalog.get(name)
