@@ -12,17 +12,28 @@ The evidence rule (`EVIDENCE_RULE`, printed above the findings in the report):
 
 - A finding is judged only on counted transfers: a defined gain, against a
   baseline that beats its target's trivial predictor (or has no reference run).
+- Every test counts the units that replicate its question, not transfers:
+  transfers from one source share its quality and transfers onto one target
+  share its baseline. A factor is tested at the level where it varies (sources,
+  pairs within targets, or targets: `factors` module) by permutation; a claim
+  about the mean gain of a set of transfers by a t-test whose errors are
+  clustered by source and by target; init against scratch by flipping signs
+  per target.
 - A test on a set of transfers needs at least MIN_TRANSFERS of them; a factor
   needs MIN_TRANSFERS on each side. Paired comparisons (init vs scratch, the
-  same pair at two target sizes) count the same way.
+  same pair at two target sizes) count the same way. A factor also needs units
+  enough that its permutation test can give p < ALPHA at all (6 sources split
+  3 and 3 cannot: 20 arrangements, p >= 0.1); a mean, at least MIN_UNITS
+  sources and MIN_UNITS targets; init vs scratch, targets enough that flipping
+  their signs can give p < ALPHA (6).
 - A claim about single (source, target) pairs needs at least MIN_SEEDS seeds
-  per pair: it rests on the pair's 95% bootstrap interval, which one seed
-  cannot give.
+  per pair: it rests on the pair's 95% bootstrap interval over its seeds,
+  which one seed cannot give.
 - Held: the effect has the expected sign and p < ALPHA (Holm-corrected where
   it comes from the factor table), or for pair claims the interval says so.
   Otherwise, with enough data, not held.
 - Not enough evidence: the study's design has the comparison, but too few
-  counted transfers or seeds; the evidence says what is missing.
+  counted transfers, units or seeds; the evidence says what is missing.
 - Not testable: the study's design cannot vary the factor at all (e.g. one
   target size, no scratch runs, no multi-source source), whatever it runs.
 """
@@ -31,24 +42,30 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from analysis.factors import FACTORS
+from analysis.factors import FACTORS, crossed_mean_test, sign_flip_test
 from analysis.gains import CHECK, baseline_check
 
 ALPHA = 0.05
 MIN_TRANSFERS = 8  # per tested set of transfers, or per side of a factor
 MIN_SEEDS = 2  # per (source, target) pair, for claims about single pairs
+MIN_UNITS = 4  # sources and targets, for a claim about the mean gain of a set of transfers
 HELD, NOT_HELD, NOT_ENOUGH, NOT_TESTABLE = "held", "not held", "not enough evidence", "not testable"
 
 EVIDENCE_RULE = (
-    f"A finding is held or not held only when its test has enough data: at least {MIN_TRANSFERS} counted transfers "
-    f"(or paired comparisons) in the tested set (on each side, for a factor), and at least {MIN_SEEDS} seeds per source-target pair for "
-    f"claims about single pairs, which rest on the pair's 95% bootstrap interval. It is held when the effect has the "
-    f"expected sign at p < {ALPHA} (Holm-corrected over the factor table), or the interval excludes 0. With less "
-    f"data it is 'not enough evidence', and the evidence says what is missing; 'not testable' means the study's "
-    f"design does not vary the factor at all. Counted transfers have a defined gain against a baseline that beats "
-    f"its target's trivial predictor."
+    f"Each test counts the units that replicate its question, not transfers: transfers from one source share its "
+    f"quality, transfers onto one target share its baseline. A factor is tested where it varies, by permuting its "
+    f"labels across sources, among the sources of each target, or between a target's sizes; a claim about the mean "
+    f"gain of a set of transfers by a t-test with errors clustered by source and by target; init against scratch "
+    f"by flipping signs per target. A finding is held or not held only when its test has enough data: at least "
+    f"{MIN_TRANSFERS} counted transfers (or paired comparisons) in the tested set (on each side, for a factor), "
+    f"units enough for the test to reach p < {ALPHA} at all (a factor's permutations; {MIN_UNITS} sources and "
+    f"{MIN_UNITS} targets for a mean), and at least {MIN_SEEDS} seeds per source-target pair for claims about "
+    f"single pairs, which rest on the pair's 95% bootstrap interval over its seeds. It is held when the effect has "
+    f"the expected sign at p < {ALPHA} (Holm-corrected over the factor table), or the interval excludes 0. With "
+    f"less data it is 'not enough evidence', and the evidence says what is missing; 'not testable' means the "
+    f"study's design does not vary the factor at all. Counted transfers have a defined gain against a baseline "
+    f"that beats its target's trivial predictor."
 )
 
 
@@ -78,13 +95,6 @@ def _left_out(g: pd.DataFrame, mask: pd.Series) -> str:
     return f" (plus {n} left out: {LEFT_OUT})" if n else ""
 
 
-def _signed_wilcoxon(values: np.ndarray) -> float:
-    values = values[np.isfinite(values)]
-    if len(values) < 2 or not np.any(values != 0):
-        return float("nan")
-    return float(stats.wilcoxon(values).pvalue)
-
-
 def _verdict(effect: float, p: float, expect_positive: bool = True) -> str:
     right_sign = effect > 0 if expect_positive else effect < 0
     return HELD if right_sign and p < ALPHA else NOT_HELD
@@ -108,10 +118,16 @@ def init_beats_scratch(runs: pd.DataFrame) -> dict[str, str]:
     left = f" ({len(weak)} baselines left out: they do not beat the trivial predictor)" if len(weak) else ""
     if len(rel) < MIN_TRANSFERS:
         return _row(name, NOT_ENOUGH, _too_few(len(rel), "init/scratch comparisons with a defined gain") + left)
-    med, p = float(rel.median()), _signed_wilcoxon(rel.to_numpy(float))
-    return _row(name, _verdict(med, p),
-                f"median relative gain of the init over scratch {med:+.1%} over {len(rel)} targets and seeds "
-                f"({int((rel > 0).sum())} positive), Wilcoxon p={p:.3g}{left}")  # fmt: skip
+    targets = rel.index.get_level_values("target_dataset") + "/" + rel.index.get_level_values("target_task")
+    test = sign_flip_test(rel.to_numpy(float), targets)
+    if test["min_p"] >= ALPHA:
+        return _row(name, NOT_ENOUGH, f"{test['n_clusters']} targets: flipping their signs cannot give p < {ALPHA} "
+                                      f"(at best {test['min_p']:.2g}); needs at least 6 targets{left}")  # fmt: skip
+    med = float(rel.median())
+    return _row(name, _verdict(test["mean"], test["p"]),
+                f"median relative gain of the init over scratch {med:+.1%} over {len(rel)} comparisons "
+                f"({int((rel > 0).sum())} positive) on {test['n_clusters']} targets (the unit: a target's sizes "
+                f"and seeds share it), mean {test['mean']:+.1%}, sign-flip p={test['p']:.3g}{left}")  # fmt: skip
 
 
 def most_targets_have_a_helpful_source(pairs: pd.DataFrame, g: pd.DataFrame) -> dict[str, str]:
@@ -129,7 +145,8 @@ def most_targets_have_a_helpful_source(pairs: pd.DataFrame, g: pd.DataFrame) -> 
     targets = pairs.groupby(["target", "target_size", "init"]).ngroups
     note = f" ({targets - n} targets with fewer than {MIN_SEEDS} seeds not judged)" if targets > n else ""
     return _row(name, HELD if k > n / 2 else NOT_HELD,
-                f"{k} of {n} targets have a source with a 95% interval above 0 and a gain above seed noise{note}")
+                f"{k} of {n} targets have a source with a 95% interval (over its seeds) above 0 and a gain above seed "
+                f"noise{note}")  # fmt: skip
 
 
 def _varies(g: pd.DataFrame, factor: str) -> bool:
@@ -150,14 +167,28 @@ def _factor_gap(g: pd.DataFrame, factors: pd.DataFrame, factor: str) -> tuple[st
         left = _left_out(g, g[factor].notna())
         return NOT_ENOUGH, (f"{row['n_yes']} counted transfers '{row['yes']}' and {row['n_no']} '{row['no']}'; "
                             f"needs at least {MIN_TRANSFERS} on each side{left}")  # fmt: skip
+    if pd.isna(row["p"]):
+        return NOT_ENOUGH, (f"'{factor}' varies in a way no permutation of sources, pairs or targets covers "
+                            f"(too few units on a side)")  # fmt: skip
+    if row["min_p"] >= ALPHA:
+        return NOT_ENOUGH, (f"{_units(row)}: its permutation test cannot give p < {ALPHA} whatever the gains "
+                            f"({row['n_arrangements']:.0f} arrangements, p >= {row['min_p']:.2g}); needs more "
+                            f"{row['unit'].split(' ')[0]}")  # fmt: skip
     return None
 
 
+def _units(row: pd.Series) -> str:
+    """The factor's units of replication, e.g. "6 sources (3 'same domain', 3 'different domain')"."""
+    if row["unit"].startswith("targets ("):  # both conditions within each target
+        return f"{row['n_units']} {row['unit']}"
+    return f"{row['n_units']} {row['unit']} ({row['units_yes']} '{row['yes']}', {row['units_no']} '{row['no']}')"
+
+
 def _factor_evidence(row: pd.Series) -> str:
-    return (f"median gain {row['yes']} {row['median_yes']:+.1%} vs {row['no']} {row['median_no']:+.1%}, "
-            f"effect {row['effect']:+.1%} [95% CI {row['ci_low']:+.1%}, {row['ci_high']:+.1%}], "
-            f"Mann-Whitney p={row['mwu_p']:.3g} (Holm {row['p_holm']:.3g}), "
-            f"n={row['n_yes']}+{row['n_no']}")  # fmt: skip
+    return (f"effect {row['effect']:+.1%} [95% CI {row['ci_low']:+.1%}, {row['ci_high']:+.1%}], permutation "
+            f"p={row['p']:.3g} (Holm {row['p_holm']:.3g}) over {_units(row)}; median gain {row['yes']} "
+            f"{row['median_yes']:+.1%} vs {row['no']} {row['median_no']:+.1%}, "
+            f"n={row['n_yes']}+{row['n_no']} transfers")  # fmt: skip
 
 
 def factor_finding(factors: pd.DataFrame, g: pd.DataFrame, name: str, factor: str) -> dict[str, str]:
@@ -187,8 +218,9 @@ def domain_is_strongest(factors: pd.DataFrame, g: pd.DataFrame) -> dict[str, str
     status = HELD if bigger and dom["effect"] > 0 and dom["p_holm"] < ALPHA else NOT_HELD
     unjudged = sorted(set(others) - set(ready))
     note = f"; not compared (too few transfers): {', '.join(unjudged)}" if unjudged else ""
-    return _row(name, status, f"same-domain effect {dom['effect']:+.1%} (Holm p={dom['p_holm']:.3g}) vs the next "
-                              f"strongest, {strongest.name}, {strongest['effect']:+.1%}{note}")  # fmt: skip
+    return _row(name, status, f"same-domain effect {dom['effect']:+.1%} (Holm p={dom['p_holm']:.3g}, over "
+                              f"{_units(dom)}) vs the next strongest, {strongest.name}, "
+                              f"{strongest['effect']:+.1%}{note}")  # fmt: skip
 
 
 def cross_task_can_be_positive(pairs: pd.DataFrame, g: pd.DataFrame) -> dict[str, str]:
@@ -205,7 +237,7 @@ def cross_task_can_be_positive(pairs: pd.DataFrame, g: pd.DataFrame) -> dict[str
     sure = judged[judged["ci_low"] > 0]
     best = judged.loc[judged["ci_low"].idxmax()]
     return _row(name, HELD if len(sure) else NOT_HELD,
-                f"{len(sure)} of {len(judged)} cross-task pairs have a 95% interval above 0; best "
+                f"{len(sure)} of {len(judged)} cross-task pairs have a 95% interval (over their seeds) above 0; best "
                 f"{best['source']} -> {best['target']} {best['gain']:+.1%} "
                 f"[{best['ci_low']:+.1%}, {best['ci_high']:+.1%}]")  # fmt: skip
 
@@ -215,12 +247,24 @@ def same_task_same_domain_positive(g: pd.DataFrame) -> dict[str, str]:
     mask = g["same_task"].astype(bool) & g["same_domain"].astype(bool)
     if not mask.any():
         return _row(name, NOT_TESTABLE, "no transfer with the same task type within one image domain")
-    sub = _counted(g[mask])["gain"].to_numpy(float)
+    sub = _counted(g[mask])
     if len(sub) < MIN_TRANSFERS:
         evidence = _too_few(len(sub), "counted same-task same-domain transfers") + _left_out(g, mask)
         return _row(name, NOT_ENOUGH, evidence)
-    med, p = float(np.median(sub)), _signed_wilcoxon(sub)
-    return _row(name, _verdict(med, p), f"median gain {med:+.1%} over {len(sub)} transfers, Wilcoxon p={p:.3g}")
+    return _mean_finding(name, sub["gain"].to_numpy(float), sub["source"], sub["target"],
+                         f"median gain {sub['gain'].median():+.1%} over {len(sub)} transfers")  # fmt: skip
+
+
+def _mean_finding(name: str, values: np.ndarray, source: pd.Series, target: pd.Series, what: str) -> dict[str, str]:
+    """Held when the mean of `values` is positive at p < ALPHA, its errors clustered by source and by target."""
+    test = crossed_mean_test(values, source.to_numpy(), target.to_numpy())
+    units = f"{test['n_sources']} sources and {test['n_targets']} targets"
+    if min(test["n_sources"], test["n_targets"]) < MIN_UNITS:
+        return _row(name, NOT_ENOUGH, f"{what}, from {units}; a mean over transfers that share sources and "
+                                      f"targets needs at least {MIN_UNITS} of each")  # fmt: skip
+    return _row(name, _verdict(test["mean"], test["p"]),
+                f"{what} from {units}: mean {test['mean']:+.1%}, t-test clustered by source and target "
+                f"p={test['p']:.3g} (df {test['df']})")  # fmt: skip
 
 
 def _both_sizes(g: pd.DataFrame) -> pd.DataFrame:
@@ -241,10 +285,10 @@ def effects_grow_for_small_targets(g: pd.DataFrame) -> dict[str, str]:
         return _row(name, NOT_ENOUGH, _too_few(len(wide), "counted pairs measured at both the smallest and the "
                                                           "largest size"))  # fmt: skip
     diff = (wide[True] - wide[False]).to_numpy(float)
-    med, p = float(np.median(diff)), _signed_wilcoxon(diff)
-    return _row(name, _verdict(med, p),
-                f"|gain| at the smallest minus the largest target size: median {med:+.1%} over {len(diff)} "
-                f"pairs, Wilcoxon p={p:.3g}")  # fmt: skip
+    source, target = wide.index.get_level_values("source"), wide.index.get_level_values("target")
+    return _mean_finding(name, diff, pd.Series(source), pd.Series(target),
+                         f"|gain| at the smallest minus the largest target size: median {np.median(diff):+.1%} over "
+                         f"{len(diff)} pairs and seeds")  # fmt: skip
 
 
 def domain_matters_more_than_size(factors: pd.DataFrame, g: pd.DataFrame) -> dict[str, str]:

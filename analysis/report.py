@@ -4,8 +4,10 @@
     paths = write_report(result, out_dir, "demo")
 
 Sections: Mensink's findings (held / not held / not enough evidence / not
-testable, with numbers, under the evidence rule), the factor table and the
-joint linear model, per target task type and size a source x target gain
+testable, with numbers, under the evidence rule), the factor table (each
+factor tested at the level where it varies, with its units of replication),
+the units of replication of the study, the variance components and the joint
+mixed model, per target task type and size a source x target gain
 heatmap (rows and columns grouped by image domain), gain distributions per
 factor, the top three sources per target, baselines beside their trivial
 predictor (reference), the targets left out and why, the undefined gains, and
@@ -22,20 +24,18 @@ from __future__ import annotations
 import base64
 import io
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from analysis.factors import FACTORS, add_factors, factor_tests, linear_model  # noqa: E402
-from analysis.findings import EVIDENCE_RULE, check_findings  # noqa: E402
-from analysis.gains import (  # noqa: E402
+from analysis.factors import FACTORS, add_factors, factor_tests, mixed_model
+from analysis.findings import EVIDENCE_RULE, check_findings
+from analysis.gains import (
     CHECK,
     baseline_check,
     gain_matrix,
@@ -44,7 +44,7 @@ from analysis.gains import (  # noqa: E402
     transfer_gains,
     undefined_gains,
 )
-from analysis.load import finished  # noqa: E402
+from analysis.load import finished
 
 
 @dataclass
@@ -52,23 +52,43 @@ class Analysis:
     runs: pd.DataFrame  # every job run, any status
     gains: pd.DataFrame  # one row per transfer run with a baseline, with factor columns, `included` and `excluded`
     pairs: pd.DataFrame  # mean over seeds per (source, target, size, init) of included gains, with intervals
-    factors: pd.DataFrame  # of included gains
-    model: pd.DataFrame  # of included gains
+    factors: pd.DataFrame  # of included gains, each factor tested at its level (`factors.factor_tests`)
+    model: pd.DataFrame  # of included gains: the mixed model's fixed effects (`factors.mixed_model`)
     findings: pd.DataFrame
     failed: pd.DataFrame  # jobs whose latest run failed and that never finished
     missing: pd.DataFrame  # planned jobs with no finished or failed run
     baselines: pd.DataFrame  # per target, size and init: baseline vs reference (`gains.baseline_check`)
     undefined: pd.DataFrame  # transfers with no relative gain, and why (`gains.undefined_gains`)
+    variance: pd.DataFrame = field(default_factory=pd.DataFrame)  # the mixed model's variance components
+    units: pd.DataFrame = field(default_factory=pd.DataFrame)  # the units of replication and their numbers
 
 
-def analyse(runs: pd.DataFrame, expected: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0) -> Analysis:
-    """Everything the report shows, from the tidy runs frame and (optionally) the planned jobs."""
+def units_table(counted: pd.DataFrame) -> pd.DataFrame:
+    """How many of each unit of replication the counted transfers come from: what every test's n is made of."""
+    rows = [("sources", counted["source"].nunique(), "a source's quality is shared by all its transfers"),
+            ("targets", counted["target"].nunique(), "a target's baselines are shared by all transfers onto it"),
+            ("pairs", counted.groupby(["source", "target", "init"]).ngroups if len(counted) else 0,
+             "(source, target): a pair's seeds and sizes share its own effect"),
+            ("target sizes", counted["target_size"].nunique(), "a target at each size has its own baselines"),
+            ("seeds", counted["seed"].nunique(), "each seed of a target has its own baseline"),
+            ("transfers", len(counted), "not independent: tests count the units above")]  # fmt: skip
+    return pd.DataFrame(rows, columns=["unit", "n", "what it shares"])
+
+
+def analyse(runs: pd.DataFrame, expected: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0,
+            n_perm: int = 2000) -> Analysis:  # fmt: skip
+    """Everything the report shows, from the tidy runs frame and (optionally) the planned jobs.
+
+    `n_boot` bootstrap resamples for the per-pair intervals, `n_perm` random permutations for a factor whose
+    arrangements are too many to enumerate.
+    """
     done = finished(runs)
     check = baseline_check(done)
     g = add_factors(mark_gains(transfer_gains(done), check))
     counted = g[g["included"]]
     pairs = summarize_gains(counted, done, n_boot=n_boot, seed=seed)
-    factors = factor_tests(counted, n_boot=n_boot, seed=seed)
+    factors = factor_tests(counted, n_perm=n_perm, seed=seed)
+    model, variance = mixed_model(counted)
     finished_keys = set(done["job_key"])
     failed = runs[(runs["status"] == "FAILED") & ~runs["job_key"].isin(finished_keys)]
     failed = failed.drop_duplicates("job_key", keep="last")[["kind", "name", "job_key", "error"]]
@@ -77,18 +97,24 @@ def analyse(runs: pd.DataFrame, expected: pd.DataFrame | None = None, n_boot: in
         missing = expected[~expected["job_key"].isin(seen)][["kind", "name", "job_key"]]
     else:
         missing = pd.DataFrame(columns=["kind", "name", "job_key"])
-    return Analysis(runs, g, pairs, factors, linear_model(counted), check_findings(done, g, pairs, factors),
+    return Analysis(runs, g, pairs, factors, model, check_findings(done, g, pairs, factors),
                     failed.reset_index(drop=True), missing.reset_index(drop=True), check,
-                    undefined_gains(done, g))  # fmt: skip
+                    undefined_gains(done, g), variance, units_table(counted))  # fmt: skip
 
 
 # -- figures ----------------------------------------------------------------------------------------
 
 
-def _png(fig) -> bytes:
+def _figure(**kwargs) -> Figure:
+    """A figure drawn by its own Agg canvas: no pyplot, no global backend, nothing to close."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -110,7 +136,8 @@ def heatmap_figure(mat: pd.DataFrame, title: str, row_groups: list[str], col_gro
     width = max(5.0, 2.2 + 0.075 * longest[1] + 0.8 * mat.shape[1])
     title = textwrap.fill(title, max(20, int(width * 100 * 0.85 / 8.5)))  # ~8.5 px a character at 11 pt
     height = 1.4 + 0.25 * title.count("\n") + 0.05 * longest[0] + 0.45 * mat.shape[0]
-    fig, ax = plt.subplots(figsize=(width, height), dpi=100, layout="constrained")  # makes room for every label
+    fig = _figure(figsize=(width, height), dpi=100, layout="constrained")  # makes room for every label
+    ax = fig.add_subplot()
     im = ax.imshow(values, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
     ax.set_xticks(range(mat.shape[1]), xlabels, rotation=40, ha="right")
     ax.set_yticks(range(mat.shape[0]), ylabels)
@@ -141,8 +168,8 @@ def factor_png(g: pd.DataFrame) -> bytes | None:
     shown = [f for f in FACTORS if g[f.name].notna().any() and g[f.name].dropna().nunique() == 2]
     if not shown:
         return None
-    fig, axes = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 3.4), dpi=100, squeeze=False,
-                             layout="constrained")  # fmt: skip
+    fig = _figure(figsize=(2.6 * len(shown), 3.4), dpi=100, layout="constrained")
+    axes = fig.subplots(1, len(shown), squeeze=False)
     for ax, f in zip(axes[0], shown, strict=True):
         col = g[f.name]
         data = [g.loc[col == True, "gain"] * 100, g.loc[col == False, "gain"] * 100]  # noqa: E712
@@ -239,13 +266,41 @@ predictor fitted on the same training subset (the reference); the heatmaps show 
 )
 
 
+FACTOR_TEXT = (
+    "Each factor is tested where it varies, with the units that replicate it (unit, n_units): a source-level factor "
+    "(multi-source, source larger than target) by permuting its labels across sources; a pair-level factor (same "
+    "domain, same task, includes the target's domain) among the sources of each target, source and target effects "
+    "removed; target size by swapping each target's two sizes. effect: the factor's coefficient at that level "
+    "(gain, yes minus no), with a 95% interval from the permutation distribution; p: the permutation p-value "
+    "(two-sided); min_p: the smallest p the design can give at all (too few units cannot reach 0.05, and the "
+    "findings say so); p_holm: Holm-corrected over the factors (statsmodels). The medians are of the two groups of "
+    "transfers, descriptive only."
+)
+UNITS_TEXT = ("Transfers are not independent observations. What the tests' numbers are made of: the counted transfers "
+              "come from these sources, targets, pairs, sizes and seeds.")
+VARIANCE_TEXT = (
+    "How much of the spread of the gain is each unit's (variance components of the joint mixed model, REML): a "
+    "source's quality, a target's level, a pair's own effect, a baseline's noise shared by its transfers, and a "
+    "transfer's own seed noise. A component the design cannot separate (one size and one seed: a baseline is its "
+    "target) is not listed and sits in the others."
+)
+MODEL_TEXT = (
+    "Gain on all factors jointly, with crossed random effects for source, target, pair and baseline (the "
+    "variance components above): each coefficient is adjusted for the others. z and p are Wald statistics of the "
+    "fixed effects (normal), for reading alongside the factor table, whose permutation p-values are the tests."
+)
+
+
 def _sections(a: Analysis, study: str) -> list[dict]:
     g = a.gains
     counted = g[g["included"]]
     sections = [
         {"title": "Findings of Mensink et al. on this study", "text": EVIDENCE_RULE, "table": a.findings},
-        {"title": "Factors of influence", "table": _percent(a.factors, ["median_yes", "median_no", "effect", "ci_low", "ci_high"])},
-        {"title": "Joint linear model of gain on the factors", "table": a.model},
+        {"title": "Factors of influence", "text": FACTOR_TEXT,
+         "table": _percent(a.factors, ["median_yes", "median_no", "effect", "ci_low", "ci_high"])},
+        {"title": "Units of replication", "text": UNITS_TEXT, "table": a.units},
+        {"title": "Variance components", "text": VARIANCE_TEXT, "table": a.variance},
+        {"title": "Joint mixed model of gain on the factors", "text": MODEL_TEXT, "table": a.model},
     ]  # fmt: skip
     left_out = left_out_targets(a.baselines, g)
     for task in sorted(g["target_task"].unique()):

@@ -20,13 +20,9 @@ from pathlib import Path
 import click
 
 from matrix.datasets_cli import datasets
+from matrix.datasets_cli import fail as _fail
 from matrix.spec import SpecError, Study, load_study
 from matrix.system_metrics import DEFAULT_INTERVAL
-
-
-def _fail(message: str, status: int = 2) -> None:
-    click.echo(f"tmx: {message}", err=True)
-    sys.exit(status)
 
 
 def _study(path: str, need_data: bool = False) -> Study:
@@ -43,12 +39,10 @@ def _study(path: str, need_data: bool = False) -> Study:
             more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
             click.echo(f"  {name}: {paths[0]}{more}", err=True)
         sys.exit(2)
-    from tasks.backbone import imagenet_weights_path
+    from tasks.backbone_names import imagenet_weights_path, missing_weights
 
     if study.init == "imagenet" and imagenet_weights_path(study.backbone) is None:
-        home = os.environ.get("TORCH_HOME", "~/.cache/torch")
-        _fail(f"{path}: init: 'imagenet' needs local weights for {study.backbone!r}, never downloaded: "
-              f"place them at {home}/hub/checkpoints/{study.backbone}.safetensors, or use init: generic")  # fmt: skip
+        _fail(f"{path}: init: 'imagenet': {missing_weights(study.backbone)}; or use init: generic")
     return study
 
 
@@ -88,16 +82,66 @@ def main() -> None:
 @study_arg
 @uri_opt
 @click.option("--jobs", "show_jobs", is_flag=True, help="List every job with its key.")
-def plan(study_file: str, tracking_uri: str | None, show_jobs: bool) -> None:
+@click.option("--power", "power_effect", metavar="EFFECT",
+              help="Also estimate, by simulating the study, the power to detect each factor's effect of this size "
+                   "in gain (0.05 or 5% = 5 points of relative gain) at p < 0.05, and what would reach 80%")
+@click.option("--pilot", "pilot_file", metavar="PILOT", type=click.Path(dir_okay=False),
+              help="With --power: a finished study (its YAML, or its runs from `tmx export` as .parquet) whose runs "
+                   "give the variance components (default: this study's finished runs, else assumed ones)")
+@click.option("--sims", default=200, show_default=True, type=click.IntRange(min=20),
+              help="With --power: simulated studies per factor")
+def plan(study_file: str, tracking_uri: str | None, show_jobs: bool, power_effect: str | None,
+         pilot_file: str | None, sims: int) -> None:  # fmt: skip
     """Print the jobs a study consists of, per kind, target size and seed, with a cost estimate.
 
     The hours per job come from the study's finished runs (mean duration per
-    kind) where there are some, else from the study's `estimates`.
+    kind) where there are some, else from the study's `estimates`. With
+    --power, the chance that the study finds each factor's effect (see
+    analysis/power.py), before any of it runs.
     """
     from matrix.plan import count_by_kind
 
+    effect = None
+    if power_effect is not None:
+        text = power_effect.strip()
+        try:
+            effect = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            effect = float("nan")
+        if not 0 < effect <= 1:
+            _fail(f"--power: {power_effect!r} is not an effect size in gain between 0 and 1: pass e.g. --power 0.05 "
+                  f"(or 5%) for 5 points of relative gain")  # fmt: skip
+    elif pilot_file is not None:
+        _fail("--pilot: only with --power EFFECT (the pilot's runs give the variance components of the power "
+              "simulation)")  # fmt: skip
     study = _study(study_file, need_data=True)
     jobs = _plan_jobs(study, study_file)
+    spread = None
+    if effect is not None:  # the random effects' spread: the pilot's, else this study's finished runs', else assumed
+        from analysis.power import ASSUMED, MIN_PILOT, components_from_runs
+
+        if pilot_file is not None and pilot_file.endswith(".parquet"):  # its runs, exported by `tmx export`
+            from analysis.load import read_runs
+
+            try:
+                spread = components_from_runs(read_runs(pilot_file), f"the pilot runs {Path(pilot_file).name}")
+            except (OSError, ValueError) as e:
+                _fail(f"--pilot {pilot_file}: cannot read runs: {e}")
+        elif pilot_file is not None:
+            pilot = _study(pilot_file)
+            spread = components_from_runs(_load_runs(pilot, pilot_file, None), f"the pilot {pilot.name!r}")
+        elif tracking_uri is not None or (study.out / "mlflow.db").exists():
+            from analysis.load import load_runs
+
+            try:
+                spread = components_from_runs(load_runs(_tracking_uri(study, tracking_uri), study.name),
+                                              "this study's finished runs")  # fmt: skip
+            except LookupError:
+                spread = None
+        if spread is None and pilot_file is not None:
+            _fail(f"--pilot {pilot_file}: fewer than {MIN_PILOT} counted transfers (finished, with a baseline that "
+                  f"beats its trivial predictor) to measure the variance components on; run more of it first")  # fmt: skip
+        spread = spread or ASSUMED
     measured: dict[str, list[float]] = {}
     if tracking_uri is not None or (study.out / "mlflow.db").exists():
         from matrix.tracking import Tracker
@@ -125,6 +169,18 @@ def plan(study_file: str, tracking_uri: str | None, show_jobs: bool) -> None:
     if show_jobs:
         for job in jobs:
             click.echo(f"{job.key}  {job.name}")
+    if effect is not None:
+        from rich.console import Console
+
+        from analysis.power import design_frame, power_lines
+
+        design = design_frame(jobs)
+        if design.empty:
+            _fail(f"{study_file}: the study plans no transfer (no source, or no target): there is nothing to power")
+        with Console(stderr=True).status(f"simulating {sims} studies per factor ..."):
+            lines = power_lines(design, spread, effect, sims)
+        for line in lines:
+            click.echo(line)
 
 
 @main.command()
@@ -369,6 +425,62 @@ def tune(study_file: str, tracking_uri: str | None, trials: int, seed: int, addr
         click.echo(f"{task}: lr {v['lr']:.3g}, weight_decay {v['weight_decay']:.3g} (mean primary score {v['score']:.4g}, "
                    f"{v['trials']} trials)")  # fmt: skip
     click.echo(f"Wrote finetune_by_task into {study_file}; `tmx run {study_file}` reruns the finetuning jobs with them.")
+
+
+@main.command()
+@click.argument("table_file", metavar="TABLE.csv", type=click.Path(dir_okay=False))
+@click.option("--budget", type=float, default=0.2, show_default=True, help="Fraction of the table's pairs each policy runs")
+@click.option("--lower-is-better", is_flag=True, help="Lower values are better (an error such as depth AbsRel)")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the budgeted policy and of random selection")
+@click.option("--json", "as_json", is_flag=True, help="Print {policies: {budgeted, random, proxy_top_k}} as JSON")
+def replay(table_file: str, budget: float, lower_is_better: bool, seed: int, as_json: bool) -> None:
+    """Replay the budgeted-sweep policy on a complete table of results, beside random selection and proxy-top-k.
+
+    TABLE.csv has one row per (target, source) pair: `target`, `source`, `value` (the measured metric or gain),
+    one or more `proxy.NAME` columns (a transferability score, higher = expected to transfer better) and
+    optionally `same_domain`, `same_task` (true/false) and `source_size`. Each policy runs floor(budget x pairs)
+    pairs; printed per policy: pairs_run, best_found (targets whose true best source was run), top3_recall and
+    mean_regret (true best minus best run, in the value's units). Random is the mean of 20 seeded draws.
+    """
+    path = Path(table_file)
+    if not path.is_file():
+        _fail(f"{table_file}: file: not found; expected a CSV table with columns target, source, value, proxy.NAME")
+    import numpy as np
+    import pandas as pd
+
+    from analysis.policy import TableError, budget_pairs, check_table
+    from analysis.policy import replay as replay_table
+
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        _fail(f"{table_file}: file: cannot be read as CSV ({str(e).splitlines()[0]}); expected a header line and one "
+              "row per (target, source) pair")  # fmt: skip
+    raw = raw.mask(raw.apply(lambda c: c.str.strip() == ""))  # empty cells: missing
+    try:
+        table = check_table(raw)
+        n_budget = budget_pairs(len(table), budget)
+    except TableError as e:
+        _fail(f"{table_file}: {e}")
+    except ValueError as e:  # the budget
+        _fail(f"{table_file}: --{e}")
+    result = replay_table(table, budget, higher_is_better=not lower_is_better, seed=seed)
+    if as_json:
+        click.echo(json.dumps({"table": table_file, "pairs": len(table), "targets": int(table["target"].nunique()),
+                               "budget": budget, "budget_pairs": n_budget, "higher_is_better": not lower_is_better,
+                               "policies": result}, indent=1))  # fmt: skip
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table(title=f"{table['target'].nunique()} targets, {len(table)} pairs, budget {budget:g} = {n_budget} pairs, "
+                      f"{'lower' if lower_is_better else 'higher'} is better")  # fmt: skip
+    metrics = ("pairs_run", "best_found", "top3_recall", "mean_regret")
+    for col in ("policy", *metrics):
+        out.add_column(col, justify="left" if col == "policy" else "right")
+    for name, m in result.items():
+        out.add_row(name, *(f"{m[k]:.3f}" if np.isfinite(m[k]) else "-" for k in metrics))
+    Console().print(out)
 
 
 @main.command()

@@ -11,6 +11,7 @@ from analysis.findings import (
     HELD,
     MIN_SEEDS,
     MIN_TRANSFERS,
+    MIN_UNITS,
     NOT_ENOUGH,
     NOT_HELD,
     NOT_TESTABLE,
@@ -53,7 +54,7 @@ def test_one_seed_cannot_show_that_cross_task_transfer_is_positive():
                                "seed noise")
     row = _findings(_cross_task_study(seeds=MIN_SEEDS)).loc[CROSS]
     assert row["status"] == HELD, row["evidence"]  # both seeds +10%: the interval is above 0
-    assert row["evidence"].startswith("1 of 1 cross-task pairs have a 95% interval above 0")
+    assert row["evidence"].startswith("1 of 1 cross-task pairs have a 95% interval (over their seeds) above 0")
 
 
 def test_a_factor_needs_eight_counted_transfers_on_each_side():
@@ -89,9 +90,12 @@ def test_multi_source_finding_from_the_factor_table():
     assert len(f) == 10
     assert f.loc[MULTI, "status"] == HELD, f.loc[MULTI, "evidence"]
     g = add_factors(transfer_gains(runs))
-    row = factor_tests(g, n_boot=200).set_index("factor").loc["multi_source"]
+    row = factor_tests(g, n_perm=200).set_index("factor").loc["multi_source"]
     assert row["n_yes"] == g.multi_source.sum() >= MIN_TRANSFERS and row["effect"] > 0.05
     assert f"n={row['n_yes']}+{row['n_no']}" in f.loc[MULTI, "evidence"]
+    # a property of the source: its units are the 12 sources, 4 of them multi-source (C(12, 4) arrangements)
+    assert "over 12 sources (4 'multi-source', 8 'single source')" in f.loc[MULTI, "evidence"]
+    assert row["n_arrangements"] == 495
     null = _findings(_multi_source(simulate_runs(5), effect=0.0)).loc[MULTI, "status"]
     assert null == NOT_HELD
 
@@ -99,11 +103,12 @@ def test_multi_source_finding_from_the_factor_table():
 def test_statuses_and_the_rule_text():
     runs = simulate_runs(0)
     g = add_factors(transfer_gains(runs))
-    table = check_findings(runs, g, summarize_gains(g, runs, n_boot=100), factor_tests(g, n_boot=100))
+    table = check_findings(runs, g, summarize_gains(g, runs, n_boot=100), factor_tests(g, n_perm=100))
     assert len(table) == 10 and table["finding"].is_unique
     assert set(table["status"]) <= {HELD, NOT_HELD, NOT_ENOUGH, NOT_TESTABLE}
     for part in (f"at least {MIN_TRANSFERS} counted transfers", f"at least {MIN_SEEDS} seeds", f"p < {ALPHA}",
-                 "not enough evidence", "not testable", "trivial predictor"):  # fmt: skip
+                 "not enough evidence", "not testable", "trivial predictor", "not transfers",
+                 f"{MIN_UNITS} sources and {MIN_UNITS} targets"):  # fmt: skip
         assert part in EVIDENCE_RULE
 
 
@@ -116,3 +121,39 @@ def test_a_study_too_small_for_any_test_judges_nothing(seeds):
     assert set(judged.index) <= (set() if seeds == 1 else {CROSS, "Most targets have a source that beats the init"})
     short = f[f["status"] == NOT_ENOUGH]
     assert not short.empty and short["evidence"].str.contains("needs at least").all()
+
+
+def test_a_factor_of_six_sources_split_three_and_three_cannot_be_judged():
+    # every target is a driving target: "same domain" is a property of the source, and 3 plain against 3 blended
+    # sources have 20 arrangements, whose most extreme two give p = 0.1 (the planted study's old design)
+    runs = simulate_runs(0, domains=("driving", "aerial"), per_domain=3, sizes=(16,), seeds=3, domain_effect=0.2)
+    transfers = runs["kind"] == "transfer"
+    sources = runs["source_domain"].isin(["driving", "aerial"]) & (runs["source_task"] == "segmentation")
+    targets = (runs["target_domain"] == "driving") & (runs["target_task"] == "depth")
+    runs = runs[~transfers | (sources & targets & (runs["source_dataset"] != runs["target_dataset"]))]
+    runs = runs[(runs["target_domain"] == "driving") & (runs["target_task"] == "depth")]
+    f = _findings(runs).loc[DOMAIN]
+    assert f["status"] == NOT_ENOUGH, f["evidence"]
+    assert f["evidence"] == ("6 sources (3 'includes', 3 'excludes'): its permutation test cannot give p < 0.05 "
+                             "whatever the gains (20 arrangements, p >= 0.1); needs more sources")
+
+
+def test_init_against_scratch_counts_targets_not_comparisons():
+    # one dataset: two targets, each with 2 sizes x 8 seeds = 16 comparisons: 32, but 2 targets
+    few = _findings(simulate_runs(0, domains=("driving",), per_domain=1, seeds=8))
+    row = few.loc["A generic or ImageNet init beats training from scratch"]
+    assert row["status"] == NOT_ENOUGH and row["evidence"].startswith("2 targets: flipping their signs cannot give")
+    row = _findings(simulate_runs(0, seeds=1)).loc["A generic or ImageNet init beats training from scratch"]
+    assert row["status"] == HELD and "on 12 targets" in row["evidence"], row["evidence"]
+
+
+def test_a_mean_over_transfers_needs_sources_and_targets():
+    # same-task same-domain transfers of one domain: 2 datasets x 2 tasks, each the other's only such source
+    f = _findings(simulate_runs(0, domains=("driving", "aerial"), per_domain=2, seeds=3, domain_effect=0.1))
+    row = f.loc["Same task type and same image domain transfer strongly positive"]
+    assert row["status"] == HELD and "from 8 sources and 8 targets" in row["evidence"], row["evidence"]
+    runs = simulate_runs(0, domains=("driving",), per_domain=3, seeds=3, domain_effect=0.1)
+    seg = (runs["target_task"] == "segmentation") & runs["source_task"].isin(["segmentation", None])
+    f = _findings(runs[seg | runs["source_task"].isna()])  # segmentation only: 3 sources, 3 targets
+    row = f.loc["Same task type and same image domain transfer strongly positive"]
+    assert row["status"] == NOT_ENOUGH and f"needs at least {MIN_UNITS} of each" in row["evidence"], row["evidence"]
