@@ -129,3 +129,40 @@ def proxy_quality(table: pd.DataFrame, higher_is_better: bool = True, by: str | 
     n = per_target.groupby(group, sort=False)["target"].nunique().rename("n_targets")
     summary = pd.concat([n, stats], axis=1).reset_index()
     return ProxyQuality(per_target=per_target, summary=summary)
+
+
+PROXY_METRICS = ("logme", "gbc", "hscore", "hscore_shrunk", "domain_similarity")
+
+
+def proxy_table(runs: pd.DataFrame, gains: pd.DataFrame) -> pd.DataFrame:
+    """The table `proxy_quality` and `tmx replay` read, from a study's runs: one row per transfer that has both a
+    gain and a finished proxy run of the same (source, target, size, seed, init).
+
+    `runs`: the tidy runs frame (analysis.load), whose `proxy` runs carry the proxies as `metric.NAME`; `gains`:
+    analysis.gains.transfer_gains / mark_gains (only `included` rows are kept when that column is there).
+    Columns: `target` (the target with its size and seed, `city/depth n=48 seed=0`: sources are ranked per
+    such target), `task` (the target's task type), `source`, `value` (the transfer's relative gain: higher is
+    better), `proxy.NAME` for each proxy the runs logged, and `same_domain`, `same_task`, `source_size`.
+    Empty when the study ran no proxy.
+    """
+    cols = [f"metric.{m}" for m in PROXY_METRICS if f"metric.{m}" in runs]
+    key = ["source_dataset", "source_task", "target_dataset", "target_task", "target_size", "seed", "init"]
+    proxies = runs[(runs["kind"] == "proxy") & (runs["status"] == "FINISHED")]
+    if proxies.empty or not cols:
+        return pd.DataFrame(columns=["target", "task", "source", "value", *[f"proxy.{m}" for m in PROXY_METRICS]])
+    proxies = proxies[[*key, *cols]].drop_duplicates(key, keep="last")
+    proxies = proxies.rename(columns={c: "proxy." + c.removeprefix("metric.") for c in cols})
+    g = gains[gains["included"]] if "included" in gains else gains
+    g = g.dropna(subset=["gain"])
+    both = g.merge(proxies, on=key, how="inner")
+    out = pd.DataFrame({
+        "target": both["target"] + " n=" + both["target_size"].astype(str) + " seed=" + both["seed"].astype(str),
+        "task": both["target_task"], "source": both["source"], "value": both["gain"].astype(float),
+        "same_domain": both["source_domain"] == both["target_domain"],
+        "same_task": both["source_task"] == both["target_task"],
+        "source_size": pd.to_numeric(both["source_size"], errors="coerce"),
+    })  # fmt: skip
+    for c in proxies.columns:
+        if c.startswith("proxy."):
+            out[c] = both[c].astype(float)
+    return out.sort_values(["target", "source"]).reset_index(drop=True)

@@ -45,6 +45,7 @@ from analysis.gains import (
     undefined_gains,
 )
 from analysis.load import finished
+from analysis.proxy_quality import proxy_quality, proxy_table
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Analysis:
     undefined: pd.DataFrame  # transfers with no relative gain, and why (`gains.undefined_gains`)
     variance: pd.DataFrame = field(default_factory=pd.DataFrame)  # the mixed model's variance components
     units: pd.DataFrame = field(default_factory=pd.DataFrame)  # the units of replication and their numbers
+    proxies: pd.DataFrame = field(default_factory=pd.DataFrame)  # counted transfers beside their proxies
+    proxy_quality: pd.DataFrame = field(default_factory=pd.DataFrame)  # per task type and proxy, over targets
 
 
 def units_table(counted: pd.DataFrame) -> pd.DataFrame:
@@ -97,9 +100,11 @@ def analyse(runs: pd.DataFrame, expected: pd.DataFrame | None = None, n_boot: in
         missing = expected[~expected["job_key"].isin(seen)][["kind", "name", "job_key"]]
     else:
         missing = pd.DataFrame(columns=["kind", "name", "job_key"])
+    proxies = proxy_table(done, g)  # empty unless the study ran proxy jobs
+    quality = proxy_quality(proxies, by="task", seed=seed).summary if len(proxies) else pd.DataFrame()
     return Analysis(runs, g, pairs, factors, model, check_findings(done, g, pairs, factors),
                     failed.reset_index(drop=True), missing.reset_index(drop=True), check,
-                    undefined_gains(done, g), variance, units_table(counted))  # fmt: skip
+                    undefined_gains(done, g), variance, units_table(counted), proxies, quality)  # fmt: skip
 
 
 # -- figures ----------------------------------------------------------------------------------------
@@ -276,6 +281,13 @@ FACTOR_TEXT = (
     "findings say so); p_holm: Holm-corrected over the factors (statsmodels). The medians are of the two groups of "
     "transfers, descriptive only."
 )
+PROXY_TEXT = ("Each proxy job scored a source's frozen backbone on a target's training subset (analysis/proxies.py); "
+              "here, per task type, how well each proxy ranks the sources of a target by the transfers' measured "
+              "gains (counted transfers only), as mean and sd over targets: Kendall tau, weighted tau, Pearson, and "
+              "whether the true best source is the proxy's first (top-1) or in its first three (top-3). combined: "
+              "the mean of the proxies' per-target z-scores; popularity: a source's mean rank on the other targets; "
+              "random: a random order. proxies.csv holds the table; `tmx replay proxies.csv --budget 0.2` replays "
+              "a budgeted sweep on it.")  # fmt: skip
 UNITS_TEXT = ("Transfers are not independent observations. What the tests' numbers are made of: the counted transfers "
               "come from these sources, targets, pairs, sizes and seeds.")
 VARIANCE_TEXT = (
@@ -319,6 +331,9 @@ def _sections(a: Analysis, study: str) -> list[dict]:
     if dist is not None:
         sections.append({"title": "Gain distributions per factor", "png": dist, "file": "factors.png"})
     sections.append({"title": "Top three sources per target", "table": _percent(best_sources(a.pairs), ["gain", "ci_low", "ci_high"])})
+    if len(a.proxy_quality):
+        sections.append({"title": "Transferability proxies: how well each ranks the sources of a target",
+                         "text": PROXY_TEXT, "table": a.proxy_quality})  # fmt: skip
     sections += [
         {"title": "Baselines", "table": baselines_table(a.baselines, finished(a.runs)),
          "text": "Means over seeds. A baseline must beat the trivial predictor fitted on the same training subset "
@@ -361,4 +376,7 @@ def write_report(a: Analysis, out_dir: str | Path, study: str) -> dict[str, Path
     paths["md"].write_text("\n".join(md))
     a.gains.to_csv(paths["csv"], index=False)
     a.pairs.to_csv(paths["pairs"], index=False)
+    if len(a.proxies):  # what `tmx replay` reads
+        paths["proxies"] = out / "proxies.csv"
+        a.proxies.to_csv(paths["proxies"], index=False)
     return paths

@@ -306,6 +306,9 @@ def report(study_file: str, tracking_uri: str | None, output: str | None, runs_f
                f"baselines ({counted} counted; {left_out} targets left out: their baseline does not beat the "
                f"trivial predictor), {held} of {len(result.findings)} findings held, {len(result.failed)} failed "
                f"and {len(result.missing)} missing jobs")  # fmt: skip
+    if "proxies" in paths:
+        click.echo(f"Wrote {paths['proxies']}: {len(result.proxies)} counted transfers beside their proxies; "
+                   f"replay a budgeted sweep on them: tmx replay {paths['proxies']} --budget 0.2")  # fmt: skip
 
 
 @main.command()

@@ -23,7 +23,7 @@ from domains.base import nested_subset
 from domains.cache import code_version, content_key
 from domains.mixture import Mixture
 from matrix.plan import DataRef, Job
-from matrix.results import JobResult  # noqa: F401  (what execute returns; importable from here too)
+from matrix.results import JobResult
 from matrix.store import Storage
 from tasks.base import EmptySplitError
 from tasks.data import Subset
@@ -105,10 +105,43 @@ def reference(job: Job, store: Storage) -> JobResult:
                      train_ids=train_data.ids)  # fmt: skip
 
 
+def proxy(job: Job, upstream: JobResult | None, store: Storage) -> JobResult:
+    """The transferability proxies of `upstream`'s (a source's) frozen backbone on the job's training subset
+    (tasks/features.py samples the features, analysis/proxies.py scores them): metrics `logme` (the primary one),
+    `gbc`, `hscore`, `hscore_shrunk`, for detection also `box_...` (against normalised boxes), and
+    `domain_similarity` between `images` of the source's training images (the job's `eval`) and the target's
+    subset; `features`: how many feature vectors were scored."""
+    from analysis.proxies import PROXIES, domain_similarity
+    from tasks.features import load_encoder, pooled_features, proxy_features
+
+    if upstream is None or upstream.checkpoint is None:
+        raise RuntimeError(f"{job.name}: upstream job {job.upstream} left no checkpoint")
+    started = time.time()
+    target = dataset(job.train, job.image_size, store, job.loader_workers)
+    source = dataset(job.eval, job.image_size, store, job.loader_workers)  # its images only: no labels read
+    with store.open(upstream.checkpoint) as f:
+        encoder = load_encoder(f, job.backbone)
+    with _naming_the_split(job):
+        feats = proxy_features(encoder, target, job.task, max_samples=job.schedule["samples"], seed=job.seed,
+                               workers=job.loader_workers)  # fmt: skip
+    metrics = {}
+    for name, (y, regression) in feats.targets().items():
+        prefix = "" if name == next(iter(feats.targets())) else f"{name}_"
+        metrics |= {f"{prefix}{proxy}": float(fn(feats.f, y, regression=regression)) for proxy, fn in PROXIES.items()}
+    seen = pooled_features(encoder, source, max_images=job.schedule["images"], seed=job.seed, workers=job.loader_workers)
+    metrics["domain_similarity"] = float(domain_similarity(seen, feats.pooled))
+    metrics["features"] = float(len(feats.f))
+    return JobResult(key=job.key, metrics=metrics, primary_metric="logme", higher_is_better=True, started=started,
+                     ended=time.time(), train_ids=target.ids)  # fmt: skip
+
+
 def execute(job: Job, upstream: JobResult | None, store: Storage) -> JobResult:
-    """Train `job` (from `upstream`'s checkpoint when it has one), evaluate it, return its result."""
+    """Train `job` (from `upstream`'s checkpoint when it has one), evaluate it, return its result; a reference
+    fits the trivial predictor instead, a proxy scores the upstream's frozen backbone."""
     if job.kind == "reference":
         return reference(job, store)
+    if job.kind == "proxy":
+        return proxy(job, upstream, store)
     started = time.time()
     workers = job.loader_workers
     train_data, eval_data = job_data(job, store)

@@ -124,8 +124,8 @@ class Job:
     @property
     def name(self) -> str:
         target = f"{self.train.dataset}/{self.task}"
-        if self.kind == "transfer":
-            return f"transfer {self.source.dataset}/{self.source.task} -> {target} n={self.train.count} seed={self.seed}"
+        if self.kind in ("transfer", "proxy"):
+            return f"{self.kind} {self.source.dataset}/{self.source.task} -> {target} n={self.train.count} seed={self.seed}"
         if self.kind == "baseline":
             return f"baseline {self.init} -> {target} n={self.train.count} seed={self.seed}"
         if self.kind in ("scratch", "reference"):
@@ -255,6 +255,10 @@ def plan(study: Study) -> list[Job]:
                     if src_task == task and ds.name in src.source.datasets:  # it has seen this target's labels
                         continue
                     jobs.append(Job(kind="transfer", upstream=src.key, source=src.source, **target))
+                    if study.proxies is not None:  # the source's frozen backbone scored on the same subset; it
+                        # compares the target's images with the source's own training images (its `eval`)
+                        jobs.append(Job(kind="proxy", upstream=src.key, source=src.source,
+                                        **(target | {"eval": src.train, "schedule": study.proxies.model_dump()})))  # fmt: skip
     return [replace(job, loader_workers=study.loader_workers(job.kind)) for job in jobs]
 
 

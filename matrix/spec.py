@@ -219,7 +219,7 @@ def _fewer_than_targets(i: int, ds: DatasetSpec | CatalogDatasetSpec, train: int
     return None
 
 
-JobKind = Literal["pretrain", "source", "transfer", "baseline", "scratch", "reference"]
+JobKind = Literal["pretrain", "source", "transfer", "baseline", "scratch", "reference", "proxy"]
 
 
 class TunedSpec(Strict):
@@ -265,6 +265,15 @@ class ResolvedCatalog:
         return next(r for r in self.records if r.name == entry)
 
 
+class ProxySpec(Strict):
+    """Transferability proxies (analysis/proxies.py): for every transfer the study plans, a `proxy` job scores the
+    source's frozen backbone on the target's training subset, at `samples` sampled feature vectors (pixels,
+    boxes, keypoints), and compares `images` of the source's training images with the target's, without labels."""
+
+    samples: Annotated[int, Field(ge=64, le=100_000)] = 2048
+    images: Annotated[int, Field(ge=2, le=10_000)] = 64
+
+
 class Study(Strict):
     name: Name
     output_dir: str | None = None  # default: outputs/<name>
@@ -273,6 +282,7 @@ class Study(Strict):
     init: Literal["generic", "imagenet", "scratch"] = "generic"
     model: ModelSpec = ModelSpec()
     scratch: bool = True  # also finetune every target from a random init (what the init is worth)
+    proxies: ProxySpec | None = None  # also score every transfer by transferability proxies ({} for the defaults)
     tasks: tuple[TaskType, ...] = ("segmentation", "depth")
     catalog: str | None = None  # dataset catalog file, relative to the study file (domains/catalog.py)
     datasets: tuple[AnyDataset, ...] = Field(min_length=1)

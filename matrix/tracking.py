@@ -117,6 +117,12 @@ def describe(job: Job) -> str:
         of = f"{_and(list(src.datasets))}, " if src.multi else ""
         return (f"Finetunes the backbone of source {src.dataset}/{src.task} (trained on {_images(src.size)} of "
                 f"{of}{domains}) on {_target(job)}, {seed}, and {evaluates}.")  # fmt: skip
+    if job.kind == "proxy":
+        src = job.source
+        return (f"Scores the frozen backbone of source {src.dataset}/{src.task} on {_target(job)}, {seed}, by "
+                f"transferability proxies (LogME, GBC, H-score) at {job.schedule.get('samples')} sampled features, "
+                f"and compares {job.schedule.get('images')} of its training images with the target's: a "
+                f"prediction of the transfer's gain, without finetuning.")  # fmt: skip
     if job.kind == "baseline":
         verb = "Trains" if job.init == "scratch" else "Finetunes"
         return (f"{verb} {INITS.get(job.init, f'the {job.init} backbone')} on {_target(job)}, {seed}, and "

@@ -1,0 +1,92 @@
+"""Proxy jobs (`proxies:` in a study): the source's frozen backbone scored on each transfer's target subset, run on
+real local Ray, logged to MLflow like any job, joined with the measured gains, ranked and replayed."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+from conftest import run_tmx
+
+from analysis.gains import baseline_check, mark_gains, transfer_gains
+from analysis.load import load_runs
+from analysis.proxy_quality import proxy_quality, proxy_table
+from matrix.plan import plan
+from matrix.spec import load_study
+from matrix.tracking import describe
+
+# two driving targets (one also a source), a driving, an underwater and an aerial source: 2 seeds
+STUDY = """\
+name: prox
+image_size: 32
+init: scratch
+scratch: false
+tasks: [segmentation]
+datasets:
+  - {name: city, domain: driving, role: source, train: 48, val: 8}
+  - {name: reef, domain: underwater, role: source, train: 48, val: 8}
+  - {name: fields, domain: aerial, role: source, train: 48, val: 8}
+  - {name: town, domain: driving, role: target, train: 16, val: 16}
+  - {name: road, domain: driving, train: 16, val: 16}
+target_sizes: [16]
+seeds: [0, 1]
+source: {steps: 30, batch_size: 8}
+finetune: {steps: 40, batch_size: 8}
+proxies: {samples: 256, images: 16}
+"""
+
+
+def test_proxy_jobs_score_every_transfer(tmp_path):
+    (tmp_path / "prox.yaml").write_text(STUDY)
+    jobs = plan(load_study(tmp_path / "prox.yaml"))
+    transfers = {(j.source.dataset, j.train.dataset, j.seed) for j in jobs if j.kind == "transfer"}
+    proxies = [j for j in jobs if j.kind == "proxy"]
+    assert {(j.source.dataset, j.train.dataset, j.seed) for j in proxies} == transfers and len(transfers) == 14
+    done = run_tmx("run", "prox.yaml", "--max-parallel", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "14 proxy" in done.stdout  # finished, per kind
+
+    runs = load_runs(f"sqlite:///{tmp_path / 'outputs' / 'prox' / 'mlflow.db'}", "prox")
+    ran = runs[runs["kind"] == "proxy"]
+    assert len(ran) == 14 and (ran["status"] == "FINISHED").all()
+    assert (ran["primary_metric"] == "logme").all() and ran["higher_is_better"].all()
+    for name in ("logme", "gbc", "hscore", "hscore_shrunk", "domain_similarity"):
+        assert ran[f"metric.{name}"].map(math.isfinite).all(), name
+    assert (ran["metric.features"] >= 64).all()  # class-balanced pixels of the 16-image subsets
+    assert "transferability proxies" in describe(proxies[0])
+
+    # the label-free domain similarity: on every driving target, the driving source's images look more like the
+    # target's than the underwater and aerial sources' do (each seen through the source's own backbone)
+    sim = ran.set_index(["target_dataset", "seed", "source_dataset"])["metric.domain_similarity"]
+    for target, seed in {(t, s) for t, s, _ in sim.index}:
+        others = [sim[(target, seed, src)] for src in ("reef", "fields")]
+        if (target, seed, "city") in sim.index:
+            assert sim[(target, seed, "city")] > max(others), sim.loc[(target, seed)]
+
+    # every transfer's gain beside its proxies (all of them here: in the report, only the transfers that count)
+    table = proxy_table(runs, transfer_gains(runs))
+    assert len(table) == 14 and table["value"].notna().all()
+    assert table["target"].nunique() == 4 and set(table["task"]) == {"segmentation"}
+    assert table.loc[table["source"] == "city/segmentation", "same_domain"].all()
+    assert len(proxy_table(runs, mark_gains(transfer_gains(runs), baseline_check(runs)))) <= 14
+    quality = proxy_quality(table, higher_is_better=True)
+    rankers = {"logme", "gbc", "hscore", "hscore_shrunk", "domain_similarity", "combined", "popularity", "random"}
+    assert set(quality.per_target["proxy"]) == rankers
+    assert quality.per_target["kendall_tau"].dropna().between(-1, 1).all()
+    assert set(quality.summary["n_targets"]) == {4}
+    # the report ranks the proxies by the counted transfers' gains, and writes the table `tmx replay` reads
+    report = run_tmx("report", "prox.yaml", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "14 counted" in report.stdout and "tmx replay outputs/prox/proxies.csv" in report.stdout
+    out = tmp_path / "outputs" / "prox"
+    assert "Transferability proxies: how well each ranks" in (out / "report.html").read_text()
+    assert len(pd.read_csv(out / "proxies.csv")) == 14
+    replayed = run_tmx("replay", "outputs/prox/proxies.csv", "--budget", "0.5", "--json", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    policies = json.loads(replayed.stdout)["policies"]
+    assert set(policies) == {"budgeted", "random", "proxy_top_k"} and policies["budgeted"]["pairs_run"] <= 0.5
+
+    status = run_tmx("status", "prox.yaml", "--json", cwd=tmp_path)
+    kinds = {row["kind"]: row for row in json.loads(status.stdout)["kinds"]}
+    assert kinds["proxy"]["planned"] == 14 and kinds["proxy"]["done"] == 14
