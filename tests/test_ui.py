@@ -28,6 +28,9 @@ from matrix.tracking import Tracker, describe
 from matrix.ui import runs_url
 
 STUDY = EIGHT_JOBS.format(name="tiny", steps=3)
+SAMPLED = ("--system-metrics", "--system-metrics-interval", "0.2")
+SYSTEM = ("cpu_utilization_percentage", "system_memory_usage_megabytes", "system_memory_usage_percentage",
+          "process_cpu_utilization_percentage", "process_memory_rss_megabytes")
 QUIET = Console(file=open(os.devnull, "w"))
 
 
@@ -219,7 +222,7 @@ def _url(proc: subprocess.Popen, log: Path) -> str:
 def _stop_a_run_on_ray_with_sigterm(tmp_path: Path, db: Path) -> None:
     """`tmx run` on its embedded Ray cluster, sent SIGTERM once a job has finished: it says it was interrupted
     (exit 130), the parent run ends KILLED, and no process of the cluster is left."""
-    driver = subprocess.Popen([TMX, "run", "tiny.yaml", "--max-parallel", "2"], cwd=tmp_path,
+    driver = subprocess.Popen([TMX, "run", "tiny.yaml", "--max-parallel", "2", *SAMPLED], cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
@@ -243,14 +246,14 @@ def _stop_a_run_on_ray_with_sigterm(tmp_path: Path, db: Path) -> None:
 def test_the_study_in_the_ui_and_nothing_left_behind(tmp_path):
     """A run stopped by SIGTERM, then finished by a rerun under the same parent run; meanwhile four `tmx ui`, each
     stopped by another signal; the runs page they print lists the job runs by name in headless Chromium, and a job
-    run's page charts the system metrics the rerun sampled in-process (`--system-metrics`)."""
+    run's page charts the system metrics both drivers sampled (`--system-metrics`: on Ray's workers, in-process)."""
     (tmp_path / "tiny.yaml").write_text(STUDY)
     jobs = plan(load_study(tmp_path / "tiny.yaml"))
     db = tmp_path / "outputs" / "tiny" / "mlflow.db"
     _stop_a_run_on_ray_with_sigterm(tmp_path, db)
 
-    driver = subprocess.Popen([TMX, "run", "tiny.yaml", "--in-process", "--system-metrics", "--system-metrics-interval",
-                               "0.2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    driver = subprocess.Popen([TMX, "run", "tiny.yaml", "--in-process", *SAMPLED], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     # the UIs start while the rerun runs; SIGKILL too: no handler sees it, but the kernel then sends the server
     # SIGTERM (PR_SET_PDEATHSIG)
     ports = {sig: free_port() for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGKILL, signal.SIGTERM)}
@@ -273,6 +276,15 @@ def test_the_study_in_the_ui_and_nothing_left_behind(tmp_path):
         assert parent.info.start_time <= min(r.info.start_time for r in runs)  # it spans both drivers
         assert parent.info.end_time >= max(r.info.end_time for r in finished)
         assert {r.data.tags["mlflow.note.content"] for r in finished} == {describe(j) for j in jobs}
+        # both drivers sampled each job's system (on Ray's workers, then in-process): node and process metrics in
+        # MLflow's system/ names, taken while the job ran; the worker's process has loaded torch
+        for run in finished:
+            for name in SYSTEM:
+                history = client.get_metric_history(run.info.run_id, f"system/{name}")
+                assert history, (run.data.tags["mlflow.runName"], name)
+                assert sorted(m.step for m in history) == list(range(len(history)))
+                assert all(run.info.start_time - 1000 <= m.timestamp <= run.info.end_time for m in history)
+            assert max(m.value for m in client.get_metric_history(run.info.run_id, "system/process_memory_rss_megabytes")) > 150
 
         urls = {sig: _url(proc, tmp_path / f"ui-{sig.name}.log") for sig, proc in uis.items()}
         for sig, url in urls.items():
