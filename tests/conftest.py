@@ -24,6 +24,9 @@ for name, sub in {"HOME": "home", "RAY_TMPDIR": "ray", "MPLCONFIGDIR": "mpl", "T
     (_ROOT / sub).mkdir()
     os.environ[name] = str(_ROOT / sub)
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+# one math thread per process: `make test` runs two xdist workers on two cores, each with its own tmx runs and Ray
+# workers (which Ray gives one thread); two threads each would only wait on each other
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"

@@ -8,6 +8,8 @@ the same training subset scores on the same validation split.
 
 from __future__ import annotations
 
+import fcntl
+import os
 from pathlib import Path
 
 import pytest
@@ -95,13 +97,23 @@ DOMAINS = {
 
 @pytest.fixture(scope="module")
 def generic_init(tmp_path_factory) -> Path:
-    """The demo's generic init: its pretraining schedule on its mixture of every domain."""
+    """The demo's generic init: its pretraining schedule on its mixture of every domain. Trained once per test
+    session: pytest-xdist's workers share the folder above their own temporary ones, and the first to take the
+    lock trains while the others wait, then read its checkpoint (the training is deterministic)."""
     pt, size = DEMO.pretrain, DEMO.image_size
-    train = SyntheticDataset("demo-pretrain", "mixed", "train", pt.train, size, pt.seed, pt.domains)
-    val = SyntheticDataset("demo-pretrain", "mixed", "val", 32, size, pt.seed, pt.domains)
-    path = tmp_path_factory.mktemp("init") / "generic.pt"
-    recipe = Recipe(pt.task, DEMO.backbone, Schedule(**pt.schedule.model_dump()), pt.seed, size)
-    run_recipe(recipe, InMemory.of(train), InMemory.of(val), save=lambda model, meta: save_checkpoint(model, path, meta))
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this session's, above each worker's
+    path = shared / "demo-generic-init.pt"
+    with open(shared / "demo-generic-init.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            train = SyntheticDataset("demo-pretrain", "mixed", "train", pt.train, size, pt.seed, pt.domains)
+            val = SyntheticDataset("demo-pretrain", "mixed", "val", 32, size, pt.seed, pt.domains)
+            recipe = Recipe(pt.task, DEMO.backbone, Schedule(**pt.schedule.model_dump()), pt.seed, size)
+            tmp = path.with_suffix(".tmp")
+            run_recipe(recipe, InMemory.of(train), InMemory.of(val),
+                       save=lambda model, meta: save_checkpoint(model, tmp, meta))  # fmt: skip
+            tmp.rename(path)
     return path
 
 
