@@ -175,4 +175,4 @@ def test_submit_runs_the_study_as_a_ray_job(cluster, tmp_path, monkeypatch):
     job_id = result.stdout.split()[1].rstrip(":")
     logs: list[str] = []
     assert follow(client, job_id, logs.append) == 1
-    assert "needs local weights" in "".join(logs) and logs[-1].startswith(f"job {job_id}: FAILED")
+    assert "are not in the local cache and are never downloaded" in "".join(logs) and logs[-1].startswith(f"job {job_id}: FAILED")
