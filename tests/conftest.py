@@ -61,6 +61,16 @@ def tmx_modules(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tup
     return result, set(last.split()[1:])
 
 
+def plan_loads(study_file: Path) -> tuple[int, set]:
+    """Read and plan `study_file` in a fresh interpreter: how many jobs, and which of HEAVY it loaded."""
+    code = ("import sys; from matrix.spec import load_study; from matrix.plan import plan; "
+            f"jobs = plan(load_study({str(study_file)!r})); print(len(jobs), *[m for m in {HEAVY!r} if m in sys.modules])")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    count, *loaded = result.stdout.split()
+    return int(count), set(loaded)
+
+
 @pytest.fixture
 def write_study(tmp_path):
     """Write a study YAML into tmp_path and return its path."""

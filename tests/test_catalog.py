@@ -4,13 +4,11 @@ import builtins
 import io
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, run_tmx
+from conftest import REPO, plan_loads, run_tmx
 from PIL import Image
 
 from domains.catalog import CatalogError, load_catalog
@@ -262,9 +260,5 @@ def test_planning_reads_no_file(study_dir, tmp_path_factory, monkeypatch):
 
 
 def test_a_catalog_study_is_read_and_planned_without_torch(study_dir):
-    code = ("import sys; from matrix.spec import load_study; from matrix.plan import plan; "
-            f"jobs = plan(load_study({str(study_dir / 'study.yaml')!r})); "
-            "print(len(jobs), sorted(m for m in ('torch', 'timm', 'ray', 'mlflow') if m in sys.modules))")  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split(" ", 1)[1].strip() == "[]", result.stdout
+    count, loaded = plan_loads(study_dir / "study.yaml")
+    assert count > 0 and loaded == set()
