@@ -3,15 +3,16 @@
     result = run_policy(table, reveal, budget=0.2)          # the budgeted policy: proxies first, then a model
     result.order                                            # the pairs run, in order, with their measured values
     result.predicted                                        # every pair: measured value or prediction with interval
+    predict_matrix(table, known=measured)                   # the same prediction, revealing nothing
     result.recommended(k=3)                                 # per target, the best sources and their P(best)
     run_policy(table, reveal, budget=0.3, known=measured)   # a larger budget: reuses the pairs already run
     replay(complete_table, budget=0.2)                      # budgeted vs random vs proxy-top-k: replay_metrics each
 
 `table` has one row per (target, source) pair: `target`, `source`, one or more `proxy.NAME` columns (a
 transferability score of the source on the target, higher = expected to transfer better), and optionally the
-metadata `same_domain`, `same_task` (booleans) and `source_size` (positive number). `reveal(target, source)`
-returns the measured value of a pair (the live scheduler finetunes it; a replay reads it from a complete table
-with a `value` column). `budget` is the fraction of the table's pairs that may be revealed: floor(budget x pairs).
+metadata `same_domain`, `same_task` (booleans) and `source_size` (positive number). `reveal(pairs)` returns the
+measured values of a batch of (target, source) pairs (the live sweep, matrix/budget.py, finetunes them at once on
+the cluster; a replay reads them from a complete table with a `value` column). `budget` is the fraction of the table's pairs that may be revealed: floor(budget x pairs).
 Everything here is a pure function of its arguments and `seed` (a numpy Generator per call).
 
 The budgeted policy (`run_policy`):
@@ -47,7 +48,7 @@ against a complete table.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +59,7 @@ PROXY_PREFIX = "proxy."
 FLAGS = ("same_domain", "same_task")  # optional boolean metadata
 SIZE = "source_size"  # optional positive metadata, used on a log scale
 METRICS = ("pairs_run", "best_found", "top3_recall", "mean_regret")
+Reveal = Callable[[list[tuple[str, str]]], Sequence[float]]  # (target, source) pairs -> their measured values
 _TRUE = {"true", "1", "yes", "y", "t", "1.0"}
 _FALSE = {"false", "0", "no", "n", "f", "0.0"}
 
@@ -224,14 +226,21 @@ def _order_frame(rows: list[tuple[str, str, float, str]]) -> pd.DataFrame:
     return frame
 
 
-def random_policy(table: pd.DataFrame, reveal: Callable[[str, str], float], budget: float, seed: int = 0,
+def random_policy(table: pd.DataFrame, reveal: Reveal, budget: float, seed: int = 0,
                   higher_is_better: bool = True) -> PolicyResult:  # fmt: skip
     """Baseline: floor(budget x pairs) pairs drawn uniformly without replacement (numpy Generator `seed`), revealed
     in the drawn order. `higher_is_better` is only recorded (for `recommended`)."""
     tab = check_table(table, need_value=False)
     n = budget_pairs(len(tab), budget)
-    rows = [(t, s, float(reveal(t, s)), "random") for t, s in _random_pairs(tab, n, seed)]
-    return PolicyResult("random", _order_frame(rows), None, n, higher_is_better)
+    return PolicyResult("random", _revealed(reveal, _random_pairs(tab, n, seed), "random"), None, n, higher_is_better)
+
+
+def _revealed(reveal: Reveal, pairs: list[tuple[str, str]], phase: str) -> pd.DataFrame:
+    """`order` for `pairs` revealed in one batch."""
+    values = list(reveal(pairs))
+    if len(values) != len(pairs):
+        raise ValueError(f"reveal: returned {len(values)} values for {len(pairs)} pairs; expected one per pair")
+    return _order_frame([(t, s, float(v), phase) for (t, s), v in zip(pairs, values)])
 
 
 def _random_pairs(tab: pd.DataFrame, n: int, seed: int) -> list[tuple[str, str]]:
@@ -240,7 +249,7 @@ def _random_pairs(tab: pd.DataFrame, n: int, seed: int) -> list[tuple[str, str]]
     return list(zip(canonical["target"].to_numpy()[picks], canonical["source"].to_numpy()[picks]))
 
 
-def proxy_top_k_policy(table: pd.DataFrame, reveal: Callable[[str, str], float], budget: float,
+def proxy_top_k_policy(table: pd.DataFrame, reveal: Reveal, budget: float,
                        higher_is_better: bool = True) -> PolicyResult:  # fmt: skip
     """Baseline: the proxies alone at the same budget: every target's top source by the combined proxy score
     (mean of per-target z-scores), then every target's second, ... until floor(budget x pairs) are revealed.
@@ -248,8 +257,8 @@ def proxy_top_k_policy(table: pd.DataFrame, reveal: Callable[[str, str], float],
     tab = check_table(table, need_value=False)
     n = budget_pairs(len(tab), budget)
     picks = _proxy_order(tab)[:n]
-    rows = [(t, s, float(reveal(t, s)), "proxy") for t, s in tab.loc[picks, ["target", "source"]].itertuples(False)]
-    return PolicyResult("proxy_top_k", _order_frame(rows), None, n, higher_is_better)
+    pairs = list(tab.loc[picks, ["target", "source"]].itertuples(False, None))
+    return PolicyResult("proxy_top_k", _revealed(reveal, pairs, "proxy"), None, n, higher_is_better)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -340,87 +349,126 @@ class _Model:
         return centre + scale * mean, scale * draws.std(axis=0), centre + scale * draws, scale * noise
 
 
-def run_policy(table: pd.DataFrame, reveal: Callable[[str, str], float], budget: float, higher_is_better: bool = True,
-               seed: int = 0, *, known: Mapping[tuple[str, str], float] | None = None, first: int = 1, rounds: int = 12,
+def run_policy(table: pd.DataFrame, reveal: Reveal, budget: float, higher_is_better: bool = True, seed: int = 0, *,
+               known: Mapping[tuple[str, str], float] | None = None, first: int = 1, rounds: int = 12,
                bootstrap: int = 16, kappa: float = 1.0, rank: int = 1, ridge: float = 1.0) -> PolicyResult:  # fmt: skip
     """The budgeted policy (module docstring): reveal floor(budget x pairs) pairs of `table`, return their order
     and the predicted matrix.
 
-    `reveal(target, source)` is called once per pair run, in order, and returns its measured value (NaN: the
-    run failed; it counts against the budget and is not fitted). `higher_is_better` is the value's direction;
-    proxies are always read as higher = better transfer. `first` sources per target are chosen by the proxies
-    alone; the rest of the budget is spent in `rounds` rounds, each refitting the model (rank-`rank` term,
-    `ridge` penalty, `bootstrap` refits for its uncertainty) and revealing the unrun pairs with the highest
-    mean + `kappa` sd above their target's best measured value. Deterministic given `seed`.
+    `reveal(pairs)` is called once per batch, with the (target, source) pairs to run now, and returns their
+    measured values in that order (NaN: the run failed; it counts against the budget and is not fitted): first
+    the proxy phase's pairs, then one batch per round. The live sweep runs a batch at once on the cluster; a replay
+    reads the values from a complete table. `higher_is_better` is the value's direction; proxies are always read
+    as higher = better transfer. `first` sources per target are chosen by the proxies alone; the rest of the
+    budget is spent in `rounds` rounds, each refitting the model (rank-`rank` term, `ridge` penalty, `bootstrap`
+    refits for its uncertainty) and revealing the unrun pairs with the highest mean + `kappa` sd above their
+    target's best measured value. Deterministic given `seed`.
 
     `known` maps (target, source) pairs already measured (an earlier, smaller budget) to their values: they count
     against the budget, are never revealed again, head `order` (phase "known") and are fitted from the start, so
-    rerunning with a larger budget spends only the difference.
+    rerunning with a larger budget spends only the difference. Known pairs that already fill the budget reveal
+    nothing more.
     """
     if first < 0 or rounds < 1 or bootstrap < 0 or rank < 0 or ridge <= 0:
         raise ValueError(f"expected first >= 0, rounds >= 1, bootstrap >= 0, rank >= 0 and ridge > 0; got first {first}, "
                          f"rounds {rounds}, bootstrap {bootstrap}, rank {rank}, ridge {ridge}")  # fmt: skip
-    tab = check_table(table, need_value=False)
-    n_budget = budget_pairs(len(tab), budget)
-    tab = tab.sort_values(["target", "source"]).reset_index(drop=True)  # canonical: row order does not matter
-    sign = 1.0 if higher_is_better else -1.0
-    targets, ti = np.unique(tab["target"].to_numpy(), return_inverse=True)
-    sources, si = np.unique(tab["source"].to_numpy(), return_inverse=True)
-    model = _Model(len(targets), len(sources), _features(tab), ti, si, rank, ridge)
-    rng = np.random.default_rng(seed)
-    y = np.full(len(tab), np.nan)  # sign-adjusted measured values
-    run = np.zeros(len(tab), dtype=bool)
-    rows: list[tuple[str, str, float, str]] = []
+    state = _State(table, higher_is_better, known, rank, ridge, seed)
+    n_budget = max(budget_pairs(len(state.tab), budget), state.n_run)
 
-    def take(i: int, phase: str, value: float | None = None) -> None:
-        t, s = targets[ti[i]], sources[si[i]]
-        value = float(reveal(t, s) if value is None else value)
-        y[i], run[i] = sign * value, True
-        rows.append((t, s, value, phase))
+    def take(picks: list[int], phase: str) -> None:
+        pairs = [state.pair(i) for i in picks]
+        values = list(reveal(pairs)) if pairs else []
+        if len(values) != len(pairs):
+            raise ValueError(f"reveal: returned {len(values)} values for {len(pairs)} pairs; expected one per pair")
+        for i, value in zip(picks, values):
+            state.measure(i, float(value), phase)
 
-    position = {pair: i for i, pair in enumerate(zip(tab["target"], tab["source"]))}
-    for (t, s), value in sorted((known or {}).items()):
-        if (str(t), str(s)) not in position:
-            raise ValueError(f"known: pair ({t!r}, {s!r}) is not in the table; expected pairs of its rows")
-        take(position[str(t), str(s)], "known", value)
-    if len(rows) > n_budget:
-        raise ValueError(f"known: {len(rows)} pairs already exceed the budget of {n_budget} pairs")
-    for i in _proxy_order(tab)[: first * len(targets)]:
-        if len(rows) >= n_budget:
-            break
-        if not run[i]:
-            take(int(i), "proxy")
+    take([int(i) for i in _proxy_order(state.tab)[: first * len(state.targets)] if not state.run[i]]
+         [: n_budget - state.n_run], "proxy")  # fmt: skip
     for left in range(rounds, 0, -1):
-        if len(rows) >= n_budget:
+        if state.n_run >= n_budget:
             break
-        batch = math.ceil((n_budget - len(rows)) / left)
-        mean, sd, _, _ = _fit(model, y, run, bootstrap, rng)
-        best = np.full(len(targets), -np.inf)
-        ok = run & np.isfinite(y)
-        np.maximum.at(best, ti[ok], y[ok])
+        batch = math.ceil((n_budget - state.n_run) / left)
+        mean, sd, _, _ = _fit(state.model, state.y, state.run, bootstrap, state.rng)
+        best = state.best()
+        picks: list[int] = []
+        taken = state.run.copy()
         for _ in range(batch):
-            gain = mean + kappa * sd - best[ti]
-            gain = np.where(np.isfinite(best[ti]), gain, np.inf)  # a target with nothing measured first
-            gain[run] = -np.inf
+            gain = mean + kappa * sd - best[state.ti]
+            gain = np.where(np.isfinite(best[state.ti]), gain, np.inf)  # a target with nothing measured first
+            gain[taken] = -np.inf
             i = int(np.argmax(gain))
-            take(i, "model")
-            best[ti[i]] = max(best[ti[i]], mean[i])  # the kriging believer: as if measured at its predicted mean
-    mean, sd, draws, noise = _fit(model, y, run, bootstrap, rng)
-    half = 1.96 * np.sqrt(sd**2 + noise**2)
-    ok = run & np.isfinite(y)
-    mean = np.where(ok, y, mean)
-    lower, upper = np.where(ok, y, mean - half), np.where(ok, y, mean + half)
-    draws = np.where(ok[None, :], y[None, :], draws)  # [B, n]
-    table_draws = np.full((len(draws), len(targets), len(sources)), -np.inf)
-    table_draws[:, ti, si] = draws
-    winners = table_draws.argmax(axis=2)  # [B, T]
-    p_best = (winners[:, ti] == si[None, :]).mean(axis=0)
-    if sign < 0:
-        mean, lower, upper = -mean, -upper, -lower
-    predicted = pd.DataFrame({"target": tab["target"], "source": tab["source"], "measured": run,
-                              "value": np.where(run, sign * y, np.nan), "mean": mean, "lower": lower, "upper": upper,
-                              "p_best": p_best})  # fmt: skip
-    return PolicyResult("budgeted", _order_frame(rows), predicted, n_budget, higher_is_better)
+            picks.append(i)
+            taken[i] = True
+            best[state.ti[i]] = max(best[state.ti[i]], mean[i])  # the kriging believer: as if measured at its mean
+        take(picks, "model")
+    return PolicyResult("budgeted", _order_frame(state.rows), state.predicted(bootstrap), n_budget, higher_is_better)
+
+
+def predict_matrix(table: pd.DataFrame, known: Mapping[tuple[str, str], float], higher_is_better: bool = True,
+                   seed: int = 0, *, bootstrap: int = 16, rank: int = 1, ridge: float = 1.0) -> pd.DataFrame:  # fmt: skip
+    """The budgeted policy's model fitted on the `known` pairs alone, revealing nothing: `PolicyResult.predicted`
+    for every pair of `table` (what the report of a budgeted sweep shows for the pairs it did not run)."""
+    state = _State(table, higher_is_better, known, rank, ridge, seed)
+    return state.predicted(bootstrap)
+
+
+class _State:
+    """The policy's bookkeeping over the canonically ordered pairs of a table: what was measured, in which order."""
+
+    def __init__(self, table: pd.DataFrame, higher_is_better: bool, known: Mapping[tuple[str, str], float] | None,
+                 rank: int, ridge: float, seed: int) -> None:  # fmt: skip
+        tab = check_table(table, need_value=False)
+        self.tab = tab = tab.sort_values(["target", "source"]).reset_index(drop=True)  # row order does not matter
+        self.sign = 1.0 if higher_is_better else -1.0
+        self.targets, self.ti = np.unique(tab["target"].to_numpy(), return_inverse=True)
+        self.sources, self.si = np.unique(tab["source"].to_numpy(), return_inverse=True)
+        self.model = _Model(len(self.targets), len(self.sources), _features(tab), self.ti, self.si, rank, ridge)
+        self.rng = np.random.default_rng(seed)
+        self.y = np.full(len(tab), np.nan)  # sign-adjusted measured values
+        self.run = np.zeros(len(tab), dtype=bool)
+        self.rows: list[tuple[str, str, float, str]] = []
+        position = {pair: i for i, pair in enumerate(zip(tab["target"], tab["source"]))}
+        for (t, s), value in sorted((known or {}).items()):
+            if (str(t), str(s)) not in position:
+                raise ValueError(f"known: pair ({t!r}, {s!r}) is not in the table; expected pairs of its rows")
+            self.measure(position[str(t), str(s)], float(value), "known")
+
+    @property
+    def n_run(self) -> int:
+        return len(self.rows)
+
+    def pair(self, i: int) -> tuple[str, str]:
+        return str(self.targets[self.ti[i]]), str(self.sources[self.si[i]])
+
+    def measure(self, i: int, value: float, phase: str) -> None:
+        self.y[i], self.run[i] = self.sign * value, True
+        self.rows.append((*self.pair(i), value, phase))
+
+    def best(self) -> np.ndarray:
+        """Per target, the best (sign-adjusted) measured value; -inf where none."""
+        best = np.full(len(self.targets), -np.inf)
+        ok = self.run & np.isfinite(self.y)
+        np.maximum.at(best, self.ti[ok], self.y[ok])
+        return best
+
+    def predicted(self, bootstrap: int) -> pd.DataFrame:
+        """Every pair: measured value, or the model's mean with a 95% interval; and P(best in its target)."""
+        mean, sd, draws, noise = _fit(self.model, self.y, self.run, bootstrap, self.rng)
+        half = 1.96 * np.sqrt(sd**2 + noise**2)
+        ok = self.run & np.isfinite(self.y)
+        mean = np.where(ok, self.y, mean)
+        lower, upper = np.where(ok, self.y, mean - half), np.where(ok, self.y, mean + half)
+        draws = np.where(ok[None, :], self.y[None, :], draws)  # [B, n]
+        table_draws = np.full((len(draws), len(self.targets), len(self.sources)), -np.inf)
+        table_draws[:, self.ti, self.si] = draws
+        winners = table_draws.argmax(axis=2)  # [B, T]
+        p_best = (winners[:, self.ti] == self.si[None, :]).mean(axis=0)
+        if self.sign < 0:
+            mean, lower, upper = -mean, -upper, -lower
+        return pd.DataFrame({"target": self.tab["target"], "source": self.tab["source"], "measured": self.run,
+                             "value": np.where(self.run, self.sign * self.y, np.nan), "mean": mean, "lower": lower,
+                             "upper": upper, "p_best": p_best})  # fmt: skip
 
 
 def _fit(model: _Model, y: np.ndarray, run: np.ndarray, bootstrap: int, rng: np.random.Generator):
@@ -481,8 +529,8 @@ def replay(table: pd.DataFrame, budget: float, higher_is_better: bool = True, se
     tab = check_table(table)
     values = dict(zip(zip(tab["target"], tab["source"]), tab["value"]))
 
-    def reveal(target: str, source: str) -> float:
-        return values[target, source]
+    def reveal(pairs: list[tuple[str, str]]) -> list[float]:
+        return [values[pair] for pair in pairs]
 
     out = {"budgeted": replay_metrics(tab, run_policy(tab, reveal, budget, higher_is_better, seed).order,
                                       higher_is_better)}  # fmt: skip

@@ -134,35 +134,55 @@ def proxy_quality(table: pd.DataFrame, higher_is_better: bool = True, by: str | 
 PROXY_METRICS = ("logme", "gbc", "hscore", "hscore_shrunk", "domain_similarity")
 
 
-def proxy_table(runs: pd.DataFrame, gains: pd.DataFrame) -> pd.DataFrame:
-    """The table `proxy_quality` and `tmx replay` read, from a study's runs: one row per transfer that has both a
-    gain and a finished proxy run of the same (source, target, size, seed, init).
+def pairs_table(runs: pd.DataFrame, gains: pd.DataFrame) -> pd.DataFrame:
+    """Every pair a finished proxy run scored, one row per (source, target, size, seed, init), with its transfer's
+    value where the transfer finished (NaN where it did not: a budgeted sweep predicts those).
 
     `runs`: the tidy runs frame (analysis.load), whose `proxy` runs carry the proxies as `metric.NAME`; `gains`:
-    analysis.gains.transfer_gains / mark_gains (only `included` rows are kept when that column is there).
-    Columns: `target` (the target with its size and seed, `city/depth n=48 seed=0`: sources are ranked per
-    such target), `task` (the target's task type), `source`, `value` (the transfer's relative gain: higher is
-    better), `proxy.NAME` for each proxy the runs logged, and `same_domain`, `same_task`, `source_size`.
-    Empty when the study ran no proxy.
+    analysis.gains.transfer_gains (or mark_gains: `included` and `excluded` are kept). Columns: `target` (the
+    target with its size and seed, `city/depth n=48 seed=0`: sources are ranked per such target), `task` (the
+    target's task type), `source`, `value` (the transfer's metric minus its baseline's, sign-adjusted: metric
+    units, higher is better; `abs_gain` in analysis/gains.py), `gain` (relative), [`included`, `excluded`],
+    `proxy.NAME` for each proxy the runs logged, and `same_domain`, `same_task`, `source_size`; sorted by target
+    and source. Empty when the study ran no proxy.
     """
     cols = [f"metric.{m}" for m in PROXY_METRICS if f"metric.{m}" in runs]
     key = ["source_dataset", "source_task", "target_dataset", "target_task", "target_size", "seed", "init"]
     proxies = runs[(runs["kind"] == "proxy") & (runs["status"] == "FINISHED")]
     if proxies.empty or not cols:
-        return pd.DataFrame(columns=["target", "task", "source", "value", *[f"proxy.{m}" for m in PROXY_METRICS]])
-    proxies = proxies[[*key, *cols]].drop_duplicates(key, keep="last")
+        return pd.DataFrame(columns=["target", "task", "source", "value", "gain",
+                                     *[f"proxy.{m}" for m in PROXY_METRICS]])  # fmt: skip
+    meta = ["source_domain", "target_domain", "source_size"]
+    proxies = proxies[[*key, *meta, *cols]].drop_duplicates(key, keep="last")
     proxies = proxies.rename(columns={c: "proxy." + c.removeprefix("metric.") for c in cols})
-    g = gains[gains["included"]] if "included" in gains else gains
-    g = g.dropna(subset=["gain"])
-    both = g.merge(proxies, on=key, how="inner")
+    marks = [c for c in ("included", "excluded") if c in gains]
+    measured = gains[[*key, "abs_gain", "gain", *marks]].drop_duplicates(key, keep="last")
+    both = proxies.merge(measured, on=key, how="left")
     out = pd.DataFrame({
-        "target": both["target"] + " n=" + both["target_size"].astype(str) + " seed=" + both["seed"].astype(str),
-        "task": both["target_task"], "source": both["source"], "value": both["gain"].astype(float),
+        "target": both["target_dataset"] + "/" + both["target_task"] + " n=" + both["target_size"].astype(str)
+                  + " seed=" + both["seed"].astype(str),
+        "task": both["target_task"], "source": both["source_dataset"] + "/" + both["source_task"],
+        "value": both["abs_gain"].astype(float), "gain": both["gain"].astype(float),
+        **{c: both[c] for c in marks},
         "same_domain": both["source_domain"] == both["target_domain"],
         "same_task": both["source_task"] == both["target_task"],
         "source_size": pd.to_numeric(both["source_size"], errors="coerce"),
     })  # fmt: skip
+    if "included" in out:
+        out["included"] = out["included"].astype("boolean")
     for c in proxies.columns:
         if c.startswith("proxy."):
             out[c] = both[c].astype(float)
     return out.sort_values(["target", "source"]).reset_index(drop=True)
+
+
+def proxy_table(runs: pd.DataFrame, gains: pd.DataFrame) -> pd.DataFrame:
+    """The table `proxy_quality` and `tmx replay` read, from a study's runs: `pairs_table`'s rows whose transfer
+    has a defined gain (and, when `gains` has an `included` column, counts: its baseline beats the trivial
+    predictor). `value` is in metric units (the transfer's metric minus its baseline's, sign-adjusted), so a
+    replay's regret is too."""
+    table = pairs_table(runs, gains)
+    keep = table["gain"].notna()
+    if "included" in table:
+        keep &= table["included"].fillna(False).astype(bool)
+    return table[keep].drop(columns=[c for c in ("included", "excluded") if c in table]).reset_index(drop=True)

@@ -45,7 +45,7 @@ from analysis.gains import (
     undefined_gains,
 )
 from analysis.load import finished
-from analysis.proxy_quality import proxy_quality, proxy_table
+from analysis.proxy_quality import pairs_table, proxy_quality, proxy_table
 
 
 @dataclass
@@ -64,6 +64,8 @@ class Analysis:
     units: pd.DataFrame = field(default_factory=pd.DataFrame)  # the units of replication and their numbers
     proxies: pd.DataFrame = field(default_factory=pd.DataFrame)  # counted transfers beside their proxies
     proxy_quality: pd.DataFrame = field(default_factory=pd.DataFrame)  # per task type and proxy, over targets
+    predicted: pd.DataFrame = field(default_factory=pd.DataFrame)  # a budgeted sweep's pairs: measured or predicted
+    budgeted: bool = False  # the study ran as a budgeted sweep: its unrun transfers are predicted, not missing
 
 
 def units_table(counted: pd.DataFrame) -> pd.DataFrame:
@@ -79,11 +81,12 @@ def units_table(counted: pd.DataFrame) -> pd.DataFrame:
 
 
 def analyse(runs: pd.DataFrame, expected: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0,
-            n_perm: int = 2000) -> Analysis:  # fmt: skip
+            n_perm: int = 2000, budgeted: bool = False) -> Analysis:  # fmt: skip
     """Everything the report shows, from the tidy runs frame and (optionally) the planned jobs.
 
     `n_boot` bootstrap resamples for the per-pair intervals, `n_perm` random permutations for a factor whose
-    arrangements are too many to enumerate.
+    arrangements are too many to enumerate. `budgeted`: the study ran as a budgeted sweep (`tmx run --budget`),
+    so its transfers that never ran are predicted (`predicted_pairs`), not missing.
     """
     done = finished(runs)
     check = baseline_check(done)
@@ -98,13 +101,52 @@ def analyse(runs: pd.DataFrame, expected: pd.DataFrame | None = None, n_boot: in
     if expected is not None:
         seen = finished_keys | set(failed["job_key"])
         missing = expected[~expected["job_key"].isin(seen)][["kind", "name", "job_key"]]
+        if budgeted:
+            missing = missing[missing["kind"] != "transfer"]
     else:
         missing = pd.DataFrame(columns=["kind", "name", "job_key"])
     proxies = proxy_table(done, g)  # empty unless the study ran proxy jobs
     quality = proxy_quality(proxies, by="task", seed=seed).summary if len(proxies) else pd.DataFrame()
     return Analysis(runs, g, pairs, factors, model, check_findings(done, g, pairs, factors),
                     failed.reset_index(drop=True), missing.reset_index(drop=True), check,
-                    undefined_gains(done, g), variance, units_table(counted), proxies, quality)  # fmt: skip
+                    undefined_gains(done, g), variance, units_table(counted), proxies, quality,
+                    predicted_pairs(done, g, seed) if budgeted else pd.DataFrame(), budgeted)  # fmt: skip
+
+
+def predicted_pairs(done: pd.DataFrame, gains: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Every pair a proxy scored: its measured value (the transfer's metric minus its baseline's, sign-adjusted)
+    where the transfer finished, else the budgeted policy's model fitted on the measured ones
+    (`policy.predict_matrix`): mean, 95% interval and P(best source of its target). Columns: task, target, source,
+    measured, value, mean, lower, upper, p_best, included. Empty when nothing was measured."""
+    from analysis.policy import predict_matrix
+
+    table = pairs_table(done, gains)
+    ok = table["value"].notna()
+    if table.empty or not ok.any():
+        return pd.DataFrame()
+    known = dict(zip(zip(table.loc[ok, "target"], table.loc[ok, "source"]), table.loc[ok, "value"]))
+    out = predict_matrix(table, known, seed=seed).merge(table[["target", "source", "task", "included"]],
+                                                        on=["target", "source"])  # fmt: skip
+    return out[["task", "target", "source", "measured", "value", "mean", "lower", "upper", "p_best", "included"]]
+
+
+def predicted_matrix(predicted: pd.DataFrame, task: str) -> pd.DataFrame:
+    """One task type's targets x sources as text: a measured value as it is ("+0.031"), a predicted one marked
+    with ~ and its 95% interval ("~+0.012 [-0.020, +0.044]"); empty where the pair was not scored."""
+    sub = predicted[predicted["task"] == task]
+    text = np.where(sub["measured"], sub["mean"].map("{:+.3f}".format),
+                    "~" + sub["mean"].map("{:+.3f}".format) + " [" + sub["lower"].map("{:+.3f}".format) + ", "
+                    + sub["upper"].map("{:+.3f}".format) + "]")  # fmt: skip
+    return (sub.assign(cell=text).pivot(index="target", columns="source", values="cell").fillna("")
+            .rename_axis(index=None, columns=None).reset_index(names="target"))  # fmt: skip
+
+
+def recommended_sources(predicted: pd.DataFrame, k: int = 3) -> pd.DataFrame:
+    """Per target, its k best sources by measured value or predicted mean, with the interval and P(best)."""
+    ranked = predicted.sort_values(["target", "mean", "source"], ascending=[True, False, True])
+    ranked = ranked.assign(rank=ranked.groupby("target").cumcount() + 1)
+    cols = ["task", "target", "rank", "source", "measured", "mean", "lower", "upper", "p_best"]
+    return ranked.loc[ranked["rank"] <= k, cols].reset_index(drop=True)
 
 
 # -- figures ----------------------------------------------------------------------------------------
@@ -288,6 +330,15 @@ PROXY_TEXT = ("Each proxy job scored a source's frozen backbone on a target's tr
               "the mean of the proxies' per-target z-scores; popularity: a source's mean rank on the other targets; "
               "random: a random order. proxies.csv holds the table; `tmx replay proxies.csv --budget 0.2` replays "
               "a budgeted sweep on it.")  # fmt: skip
+BUDGET_TEXT = ("The study ran as a budgeted sweep (`tmx run --budget`): every proxy, then the transfers the policy "
+               "chose (analysis/policy.py). Values are the transfer's primary metric minus its baseline's, in metric "
+               "units, signed so that higher means the source helped. A measured transfer shows its value; the "
+               "others the policy's model fitted on the measured ones (per-target and per-source offsets, the "
+               "proxies' scores, same domain, same task type, source size, a rank-1 term), with a 95% interval. "
+               "p_best: in what fraction of the model's bootstrap refits the source is its target's best. "
+               "predicted.csv holds every pair; `tmx run --budget` with a larger budget measures more, reusing these.")
+MATRIX_TEXT = ("Rows: targets (size and seed); columns: sources. A plain value was measured; ~mean [low, high] was "
+               "predicted, with its 95% interval.")
 UNITS_TEXT = ("Transfers are not independent observations. What the tests' numbers are made of: the counted transfers "
               "come from these sources, targets, pairs, sizes and seeds.")
 VARIANCE_TEXT = (
@@ -334,6 +385,15 @@ def _sections(a: Analysis, study: str) -> list[dict]:
     if len(a.proxy_quality):
         sections.append({"title": "Transferability proxies: how well each ranks the sources of a target",
                          "text": PROXY_TEXT, "table": a.proxy_quality})  # fmt: skip
+    if len(a.predicted):
+        p = a.predicted
+        line = (f"{int(p['measured'].sum())} of {len(p)} transfers measured "
+                f"({p['measured'].mean():.0%}); the other {int((~p['measured']).sum())} are predicted. ")  # fmt: skip
+        sections.append({"title": "Budgeted sweep: recommended sources per target", "text": line + BUDGET_TEXT,
+                         "table": recommended_sources(p)})  # fmt: skip
+        for task in sorted(p["task"].unique()):
+            sections.append({"title": f"Budgeted sweep: measured and predicted transfers onto {task} targets",
+                             "text": MATRIX_TEXT, "table": predicted_matrix(p, task)})  # fmt: skip
     sections += [
         {"title": "Baselines", "table": baselines_table(a.baselines, finished(a.runs)),
          "text": "Means over seeds. A baseline must beat the trivial predictor fitted on the same training subset "
@@ -379,4 +439,7 @@ def write_report(a: Analysis, out_dir: str | Path, study: str) -> dict[str, Path
     if len(a.proxies):  # what `tmx replay` reads
         paths["proxies"] = out / "proxies.csv"
         a.proxies.to_csv(paths["proxies"], index=False)
+    if len(a.predicted):  # a budgeted sweep's every pair, measured or predicted
+        paths["predicted"] = out / "predicted.csv"
+        a.predicted.to_csv(paths["predicted"], index=False)
     return paths

@@ -58,7 +58,7 @@ def planted_table(seed: int, domains: int = 5, per_domain: int = 4, noise: float
 def coverage(table: pd.DataFrame, budget: float, seed: int) -> float:
     """The fraction of unrun pairs whose true value lies in the budgeted policy's 95% interval."""
     values = dict(zip(zip(table["target"], table["source"]), table["value"]))
-    result = run_policy(table.drop(columns="value"), lambda t, s: values[t, s], budget, seed=seed)
+    result = run_policy(table.drop(columns="value"), lambda pairs: [values[p] for p in pairs], budget, seed=seed)
     p = result.predicted.merge(table[["target", "source", "value"]], on=["target", "source"], suffixes=("", "_true"))
     p = p[~p["measured"]]
     return float(((p["value_true"] >= p["lower"]) & (p["value_true"] <= p["upper"])).mean())

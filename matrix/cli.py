@@ -56,6 +56,15 @@ def _plan_jobs(study: Study, path: str) -> list:
         _fail(f"{path}: {e}")
 
 
+def _with_proxies(study: Study) -> Study:
+    """`study` with its `proxies:`, or the defaults if it names none: a budgeted sweep ranks sources by them."""
+    if study.proxies is not None:
+        return study
+    from matrix.spec import ProxySpec
+
+    return study.model_copy(update={"proxies": ProxySpec()})
+
+
 def _tracking_uri(study: Study, uri: str | None) -> str:
     from matrix.tracking import default_tracking_uri
 
@@ -68,6 +77,9 @@ uri_opt = click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envv
 system_metrics_opt = click.option("--system-metrics", is_flag=True,
                                   help="Sample CPU, memory and GPUs while each job runs; its run shows them under "
                                        "MLflow's system metrics (system/...)")  # fmt: skip
+budget_opt = click.option("--budget", type=click.FloatRange(0, 1, min_open=True), metavar="FRACTION",
+                          help="A budgeted sweep: run every proxy, then only this fraction of the transfers, those the "
+                               "policy picks as it measures them (e.g. 0.2); the report predicts the rest")  # fmt: skip
 interval_opt = click.option("--system-metrics-interval", type=click.FloatRange(min=0.1), default=DEFAULT_INTERVAL,
                             show_default=True, help="Seconds between two samples of --system-metrics")  # fmt: skip
 
@@ -196,13 +208,18 @@ def plan(study_file: str, tracking_uri: str | None, show_jobs: bool, power_effec
               help="Take the study's lease even from a live driver, which then stops (default: exit 2 naming it)")
 @system_metrics_opt
 @interval_opt
+@budget_opt
 def run(study_file: str, tracking_uri: str | None, address: str | None, max_parallel: int | None,
         in_process: bool, storage: str | None, force: bool, system_metrics: bool,
-        system_metrics_interval: float) -> None:  # fmt: skip
+        system_metrics_interval: float, budget: float | None) -> None:  # fmt: skip
     """Run every job of STUDY that has no FINISHED run yet.
 
     One driver at a time runs a study: this one takes the study's lease in the tracking store first, and exits 2
     naming the driver that holds it (host, process, since when) unless that driver's heartbeat has stopped.
+
+    With --budget B, a budgeted sweep (matrix/budget.py): every job but the transfers (the proxies included), then
+    floor(B x transfers) transfers, chosen a batch at a time by the policy (analysis/policy.py); `tmx report`
+    predicts the others. Transfers already run count against the budget: a larger budget runs only the difference.
     """
     from matrix.lease import LeaseError, take_lease
     from matrix.scheduler import run_jobs
@@ -210,7 +227,18 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
     from matrix.tracking import Tracker
 
     study = _study(study_file, need_data=True)
-    jobs = _plan_jobs(study, study_file)
+    sweep = None
+    if budget is not None:
+        study = _with_proxies(study)
+        jobs = _plan_jobs(study, study_file)
+        from matrix.budget import Budgeted
+
+        try:
+            sweep = Budgeted(jobs, budget)
+        except ValueError as e:
+            _fail(f"--budget {budget:g}: {study_file}: {str(e).removeprefix('budget: ')}")
+    else:
+        jobs = _plan_jobs(study, study_file)
     study.out.mkdir(parents=True, exist_ok=True)
     uri = _tracking_uri(study, tracking_uri)
     local_store = uri.startswith(("sqlite:", "file:", "/"))  # a server decides where artifacts go
@@ -224,16 +252,20 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
     def open_tracker() -> Tracker:
         """The lease first (it creates a new store and the study's experiment), then the tracker under it."""
         leases.append(take_lease(uri, study.name, artifact_root, force, say))
-        return Tracker(uri, study.name, artifact_root=artifact_root)
+        tracker = Tracker(uri, study.name, artifact_root=artifact_root)
+        # the report predicts the transfers a budgeted sweep did not run; a full run plans them all
+        tracker.tag_study({"budget": None if budget is None else f"{budget:g}"})
+        return tracker
 
     try:
         with ThreadPoolExecutor(1) as pool:
             # a new sqlite store takes seconds to create (MLflow's schema migrations): Ray starts meanwhile
             new = uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists()
             tracker = pool.submit(open_tracker) if new and not in_process else open_tracker()
-            summary = run_jobs(jobs, tracker, store, address, max_parallel, in_process=in_process,
-                               resources=study.ray_resources(),
-                               system_metrics=system_metrics_interval if system_metrics else None)  # fmt: skip
+            summary = run_jobs(sweep.fixed if sweep else jobs, tracker, store, address, max_parallel,
+                               in_process=in_process, resources=study.ray_resources(),
+                               system_metrics=system_metrics_interval if system_metrics else None, steer=sweep,
+                               described=jobs)  # fmt: skip
     except LeaseError as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -243,6 +275,12 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
     finally:
         for lease in leases:
             lease.release()
+    if sweep is not None and sweep.result is not None:
+        order = sweep.result.order
+        phases = order["phase"].value_counts()
+        click.echo(f"Budget {budget:g}: {len(order)} of {sweep.planned} transfers measured ({phases.get('known', 0)} "
+                   f"already, {phases.get('proxy', 0)} chosen by the proxies, {phases.get('model', 0)} by the model); "
+                   f"tmx report {study_file} predicts the other {sweep.planned - len(order)}.")  # fmt: skip
     if summary.ran == 0 and not summary.skipped:
         click.echo(f"Nothing to run: all {summary.total} jobs of study {study.name!r} already have a FINISHED run "
                    f"in {uri}. No job launched.")  # fmt: skip
@@ -291,13 +329,17 @@ def report(study_file: str, tracking_uri: str | None, output: str | None, runs_f
             _fail(f"{runs_file}: cannot read runs: {e}")
     else:
         runs = _load_runs(study, study_file, tracking_uri)
-    expected = pd.DataFrame([{"kind": j.kind, "name": j.name, "job_key": j.key} for j in _plan_jobs(study, study_file)])
-    result = analyse(runs, expected, n_boot=bootstrap)
-    paths = write_report(result, Path(output) if output else study.out, study.name)
+    tracker = None
     if runs_file is None:
         from matrix.tracking import Tracker
 
         tracker = Tracker(_tracking_uri(study, tracking_uri), study.name)
+    budgeted = tracker is not None and "budget" in tracker.study_tags()  # `tmx run --budget` ran it
+    planned = _plan_jobs(_with_proxies(study) if budgeted else study, study_file)
+    expected = pd.DataFrame([{"kind": j.kind, "name": j.name, "job_key": j.key} for j in planned])
+    result = analyse(runs, expected, n_boot=bootstrap, budgeted=budgeted)
+    paths = write_report(result, Path(output) if output else study.out, study.name)
+    if tracker is not None:
         tracker.log_report([p for k, p in paths.items() if k.endswith(".png") or k == "html"])
     held = (result.findings["status"] == "held").sum()
     counted = int(result.gains["included"].sum()) if "included" in result.gains else len(result.gains)
@@ -309,6 +351,10 @@ def report(study_file: str, tracking_uri: str | None, output: str | None, runs_f
     if "proxies" in paths:
         click.echo(f"Wrote {paths['proxies']}: {len(result.proxies)} counted transfers beside their proxies; "
                    f"replay a budgeted sweep on them: tmx replay {paths['proxies']} --budget 0.2")  # fmt: skip
+    if "predicted" in paths:
+        p = result.predicted
+        click.echo(f"Wrote {paths['predicted']}: a budgeted sweep, {int(p['measured'].sum())} of {len(p)} transfers "
+                   f"measured and {int((~p['measured']).sum())} predicted, with intervals")  # fmt: skip
 
 
 @main.command()
@@ -376,8 +422,9 @@ def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
               help="Submit even while a live driver holds the study's lease: the job's driver takes it over")
 @system_metrics_opt
 @interval_opt
+@budget_opt
 def submit(study_file: str, tracking_uri: str | None, address: str, storage: str | None, wait: bool,
-           force: bool, system_metrics: bool, system_metrics_interval: float) -> None:  # fmt: skip
+           force: bool, system_metrics: bool, system_metrics_interval: float, budget: float | None) -> None:  # fmt: skip
     """Run STUDY on a Ray cluster as a Ray Job: `tmx run STUDY --address auto` on its head (cluster/README.md).
 
     A study whose lease a live driver holds is not submitted (exit 2, naming that driver) unless --force.
@@ -386,7 +433,8 @@ def submit(study_file: str, tracking_uri: str | None, address: str, storage: str
 
     try:
         sys.exit(submit_study(study_file, address, tracking_uri, storage, wait, lambda s: click.echo(s, nl=False),
-                              force=force, system_metrics=system_metrics_interval if system_metrics else None))  # fmt: skip
+                              force=force, system_metrics=system_metrics_interval if system_metrics else None,
+                              budget=budget))  # fmt: skip
     except SubmitError as e:
         _fail(str(e), e.status)
 

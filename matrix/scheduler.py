@@ -103,6 +103,9 @@ def execute(job: Job, upstream: JobResult | None, store: Storage) -> JobResult:
     return run(job, upstream, store)
 
 
+Steer = Callable[[Callable[[list[Job]], dict[str, JobResult]]], None]
+
+
 def run_jobs(
     jobs: list[Job],
     tracker: Tracker | Future[Tracker],
@@ -114,6 +117,8 @@ def run_jobs(
     fn: Callable[[Job, JobResult | None, Storage], JobResult] = execute,
     resources: dict[str, dict[str, float]] | None = None,
     system_metrics: float | None = None,
+    steer: Steer | None = None,
+    described: list[Job] | None = None,
 ) -> RunSummary:
     """Run every job of `jobs` (topologically ordered) that has no FINISHED run yet.
 
@@ -126,6 +131,12 @@ def run_jobs(
     kinds not given take 1 CPU and no GPU. Ray gives a job with GPUs its own CUDA_VISIBLE_DEVICES.
     `system_metrics`: every that many seconds, the worker samples CPU, memory and GPUs while each job runs, and
     its run gets the samples as `system/...` metrics (matrix/system_metrics.py); None: no sampling.
+
+    `steer`, when given, is called after `jobs` have run, in the same session (Ray cluster, parent run, progress
+    display), with `run(more)`: it runs the jobs `more` (whose upstreams have run) that have no FINISHED run yet,
+    and returns the result of every job FINISHED so far, by key. A budgeted sweep (matrix/budget.py) picks the
+    transfers it runs that way, batch after batch. `described`: the jobs the parent run's description lists
+    (default `jobs`).
     """
     console = console or Console(stderr=True)
     if system_metrics is not None:
@@ -145,77 +156,105 @@ def run_jobs(
             done = tracker.finished()
         todo = [j for j in jobs if j.key not in done]
         summary = RunSummary(total=len(jobs), already_done=len(jobs) - len(todo))
-        if not todo:
+        if not todo and steer is None:
             with shielded():
                 tracker.close_study()
             return summary
         # the study's parent run: RUNNING now, then FINISHED, FAILED (a job failed) or KILLED (interrupted)
-        with tracker.session(jobs), _Ledger(todo, tracker, summary, console) as ledger:
+        with tracker.session(described or jobs), _Ledger(todo, tracker, summary, console) as ledger:
             if in_process:
-                _run_here(todo, done, store, ledger, fn)
+                runner = _Here(done, store, ledger, fn)
             else:
                 ray = ray or stack.enter_context(ray_session(address, max_parallel))
-                _run_on_ray(ray, todo, done, store, ledger, fn, resources or {})
+                runner = _OnRay(ray, done, store, ledger, fn, resources or {})
+            runner.run(todo)
+            if steer is not None:
+                steer(lambda more: _run_more(more, runner, summary, ledger))
         return summary
 
 
-def _run_here(todo: list[Job], done: dict[str, JobResult], store: Storage, ledger: _Ledger, fn) -> None:
-    results = dict(done)
-    for job in todo:
-        started = time.time()
-        if job.upstream in ledger.unfinished:
-            ledger.skipped(job)
-            continue
-        ledger.started(job, started)
-        try:
-            results[job.key] = fn(job, results.get(job.upstream) if job.upstream else None, store)
-        except Exception as e:
-            ledger.failed(job, e, started)
-        else:
-            ledger.finished(job, results[job.key])
+def _run_more(more: list[Job], runner: _Here | _OnRay, summary: RunSummary, ledger: _Ledger) -> dict[str, JobResult]:
+    """A steer's `run`: `more`'s jobs without a result, counted into the summary and the progress display."""
+    todo = [j for j in more if j.key not in runner.results]
+    summary.total += len(more)
+    summary.already_done += len(more) - len(todo)
+    ledger.expect(todo)
+    runner.run(todo)
+    return runner.results
 
 
-def _run_on_ray(ray, todo: list[Job], done: dict[str, JobResult], store: Storage, ledger: _Ledger, fn,
-                resources: dict[str, dict[str, float]]) -> None:  # fmt: skip
-    from ray.util.queue import Queue
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+class _Here:
+    """Runs jobs one after another in this process; `results` holds every FINISHED job's, by key."""
 
-    # workers put (job key, time) here when a job starts, and the driver opens its run; the queue lives on
-    # the driver's node, so losing a worker node never loses it
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    starts = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
-    remote = ray.remote(num_cpus=1, max_retries=2, retry_exceptions=RETRY_ON)(_signalling(fn, starts))
-    by_key = {job.key: job for job in todo}
-    refs: dict[str, ray.ObjectRef] = {}
-    pending: dict[ray.ObjectRef, tuple[Job, float]] = {}
-    queue = deque(todo)  # topological: a job's upstream is always submitted before it
-    while queue or pending:
-        while queue and len(pending) < MAX_IN_FLIGHT:  # bounded: a huge study does not flood the driver
-            job = queue.popleft()
-            upstream: ray.ObjectRef | JobResult | None = None
-            if job.upstream is not None:
-                upstream = refs.get(job.upstream) or done.get(job.upstream)
-            asks = {"num_cpus": 1, "num_gpus": 0} | resources.get(job.kind, {})
-            ref = remote.options(name=job.name[:100], **asks).remote(job, upstream, store)
-            refs[job.key] = ref
-            pending[ref] = (job, time.time())
-        ready, rest = ray.wait(list(pending), num_returns=1, timeout=1.0)
-        if ready and rest:  # and whatever else has ended meanwhile, without waiting
-            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
-        if starts.qsize():
-            for key, started in starts.get_nowait_batch(starts.qsize()):
-                ledger.started(by_key[key], started)
-        for ref in ready:
-            job, submitted = pending.pop(ref)
+    def __init__(self, done: dict[str, JobResult], store: Storage, ledger: _Ledger, fn) -> None:
+        self.results, self.store, self.ledger, self.fn = dict(done), store, ledger, fn
+
+    def run(self, todo: list[Job]) -> None:
+        for job in todo:
+            started = time.time()
+            if job.upstream in self.ledger.unfinished:
+                self.ledger.skipped(job)
+                continue
+            self.ledger.started(job, started)
             try:
-                result = ray.get(ref)
-            except Exception as e:  # the job raised, or its upstream did (then Ray never ran it)
-                if job.upstream in ledger.unfinished:
-                    ledger.skipped(job)
-                else:
-                    ledger.failed(job, e, submitted)
+                result = self.fn(job, self.results.get(job.upstream) if job.upstream else None, self.store)
+            except Exception as e:
+                self.ledger.failed(job, e, started)
             else:
-                ledger.finished(job, result)
+                self.results[job.key] = result
+                self.ledger.finished(job, result)
+
+
+class _OnRay:
+    """Runs jobs as Ray tasks, a job as soon as its upstream is done; `results` holds every FINISHED job's, by key."""
+
+    def __init__(self, ray, done: dict[str, JobResult], store: Storage, ledger: _Ledger, fn,
+                 resources: dict[str, dict[str, float]]) -> None:  # fmt: skip
+        from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self.ray, self.results, self.store, self.ledger, self.resources = ray, dict(done), store, ledger, resources
+        # workers put (job key, time) here when a job starts, and the driver opens its run; the queue lives on
+        # the driver's node, so losing a worker node never loses it
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.starts = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
+        self.remote = ray.remote(num_cpus=1, max_retries=2, retry_exceptions=RETRY_ON)(_signalling(fn, self.starts))
+
+    def run(self, todo: list[Job]) -> None:
+        ray, ledger = self.ray, self.ledger
+        by_key = {job.key: job for job in todo}
+        refs: dict[str, ray.ObjectRef] = {}
+        pending: dict[ray.ObjectRef, tuple[Job, float]] = {}
+        queue = deque(todo)  # topological: a job's upstream is always submitted before it
+        while queue or pending:
+            while queue and len(pending) < MAX_IN_FLIGHT:  # bounded: a huge study does not flood the driver
+                job = queue.popleft()
+                upstream: ray.ObjectRef | JobResult | None = None
+                if job.upstream is not None:
+                    upstream = refs.get(job.upstream) or self.results.get(job.upstream)
+                asks = {"num_cpus": 1, "num_gpus": 0} | self.resources.get(job.kind, {})
+                ref = self.remote.options(name=job.name[:100], **asks).remote(job, upstream, self.store)
+                refs[job.key] = ref
+                pending[ref] = (job, time.time())
+            ready, rest = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            if ready and rest:  # and whatever else has ended meanwhile, without waiting
+                ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
+            if self.starts.qsize():
+                for key, started in self.starts.get_nowait_batch(self.starts.qsize()):
+                    if key in by_key:
+                        ledger.started(by_key[key], started)
+            for ref in ready:
+                job, submitted = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as e:  # the job raised, or its upstream did (then Ray never ran it)
+                    if job.upstream in ledger.unfinished:
+                        ledger.skipped(job)
+                    else:
+                        ledger.failed(job, e, submitted)
+                else:
+                    self.results[job.key] = result
+                    ledger.finished(job, result)
 
 
 def _signalling(fn, starts):
@@ -239,7 +278,7 @@ class _Ledger:
         self.unfinished: set[str] = set()  # keys of the jobs that failed or were skipped: their dependants are skipped
         self.names = {job.key: job.name for job in todo}
         self.total, self.ended = len(todo), 0
-        totals = Counter(job.kind for job in todo)
+        self.totals = totals = Counter(job.kind for job in todo)
         columns = (TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn())  # fmt: skip
         self.progress = Progress(*columns, console=console, transient=False, disable=not console.is_terminal)
@@ -251,6 +290,17 @@ class _Ledger:
 
     def __exit__(self, *exc) -> None:
         self.progress.stop()
+
+    def expect(self, more: list[Job]) -> None:
+        """`more` jobs are to run too (a steer's batch): they join the totals."""
+        self.total += len(more)
+        for kind, n in Counter(job.kind for job in more).items():
+            self.totals[kind] += n
+            if kind in self.bars:
+                self.progress.update(self.bars[kind], total=self.totals[kind])
+            else:
+                self.bars[kind] = self.progress.add_task(kind, total=n)
+        self.names.update({job.key: job.name for job in more})
 
     # each records a job whole: a signal that arrives meanwhile is raised after it (matrix/processes.py)
     @shielded()

@@ -91,7 +91,7 @@ def _local_path(uri: str) -> str | None:
 
 
 def job_request(study_file: str | Path, tracking_uri: str | None, storage: str | None,
-                force: bool = False, system_metrics: float | None = None) -> JobRequest:  # fmt: skip
+                force: bool = False, system_metrics: float | None = None, budget: float | None = None) -> JobRequest:  # fmt: skip
     """Validate STUDY and the options locally, and build the job; bad input raises SubmitError (status 2).
 
     The study's folder is the job's working directory, so a catalog file the
@@ -132,6 +132,8 @@ def job_request(study_file: str | Path, tracking_uri: str | None, storage: str |
     flags = ["--force"] * force
     if system_metrics is not None:
         flags += ["--system-metrics", "--system-metrics-interval", f"{system_metrics:g}"]
+    if budget is not None:
+        flags += ["--budget", repr(budget)]
     entrypoint = shlex.join([*ENTRYPOINT, Path(study_file).name, *CLUSTER_ADDRESS, *flags])
     submission_id = f"tmx-{re.sub(r'[^A-Za-z0-9_-]', '-', study.name)}-{secrets.token_hex(4)}"
     return JobRequest(submission_id, entrypoint, folder, env, excludes, {"study": study.name, "submitted_by": "tmx"})
@@ -206,7 +208,8 @@ def check_lease(request: JobRequest, echo: Callable[[str], None]) -> None:
 
 
 def submit_study(study_file: str, address: str, tracking_uri: str | None, storage: str | None, wait: bool,
-                 echo: Callable[[str], None], force: bool = False, system_metrics: float | None = None) -> int:  # fmt: skip
+                 echo: Callable[[str], None], force: bool = False, system_metrics: float | None = None,
+                 budget: float | None = None) -> int:  # fmt: skip
     """`tmx submit`: validate, submit, print how to follow the job; with `wait`, follow it.
 
     Returns the exit status (0 when submitted, or with `wait` when the job
@@ -214,10 +217,10 @@ def submit_study(study_file: str, address: str, tracking_uri: str | None, storag
     is contacted), for a cluster that cannot be used (status 1), and for a study
     a live driver runs (status 2, unless `force`: the job's driver then takes the
     study's lease over, `tmx run --force`). `system_metrics`: the job's driver samples each job's system every that
-    many seconds (`tmx run --system-metrics`).
+    many seconds (`tmx run --system-metrics`). `budget`: a budgeted sweep (`tmx run --budget`).
     """
     address = check_address(address)
-    request = job_request(study_file, tracking_uri, storage, force, system_metrics)
+    request = job_request(study_file, tracking_uri, storage, force, system_metrics, budget)
     client = connect(address)
     if not force:
         check_lease(request, echo)

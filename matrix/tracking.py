@@ -282,6 +282,20 @@ class Tracker:
         self._clear_error()
         self._end_parent("FINISHED", end=max(ends) / 1000 if ends else None)
 
+    def tag_study(self, tags: dict[str, str | None]) -> None:
+        """Set tags on the study's parent run (a budgeted sweep's `budget`, which the report reads); None deletes
+        a tag (if it is there)."""
+        have = self.study_tags()
+        for k, v in tags.items():
+            if v is not None:
+                self.client.set_tag(self.parent_id, k, v)
+            elif k in have:
+                self.client.delete_tag(self.parent_id, k)
+
+    def study_tags(self) -> dict[str, str]:
+        """The study's parent run's tags ({} for a study with no runs yet)."""
+        return dict(self.client.get_run(self.parent_id).data.tags) if self.parent_id else {}
+
     def log_report(self, paths: list[Path]) -> None:
         """Attach report files (the heatmaps, report.html) to the study's parent run."""
         for path in paths:

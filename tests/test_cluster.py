@@ -163,6 +163,9 @@ def test_submitted_entrypoint_is_a_tmx_run_on_the_cluster(tmp_path):
     assert params["study_file"] == "my study.yaml" and params["address"] == CLUSTER_ADDRESS[1]
     assert request.runtime_env["working_dir"] == str(tmp_path) and set(request.env_vars) == set(JOB_ENV)
     assert {".git/", ".venv/", "outputs/"} <= set(request.runtime_env["excludes"])
+    assert params["budget"] is None
+    budgeted = job_request(tmp_path / "my study.yaml", "http://mlflow:5000", None, budget=0.25)  # tmx submit --budget
+    assert _run_params(shlex.split(budgeted.entrypoint))["budget"] == 0.25
     # the submit command exists and documents its options
     help_text = CliRunner().invoke(main, ["submit", "--help"]).output
     assert all(opt in help_text for opt in ("--address", "--tracking-uri", "--storage", "--wait / --no-wait"))

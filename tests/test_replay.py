@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from conftest import REPO, run_tmx
 
-from analysis.policy import (TableError, budget_pairs, check_table, proxy_top_k_policy, random_policy, replay,
-                             replay_metrics, run_policy)  # fmt: skip
+from analysis.policy import (TableError, budget_pairs, check_table, predict_matrix, proxy_top_k_policy, random_policy,
+                             replay, replay_metrics, run_policy)  # fmt: skip
 
 
 def planted(seed: int, targets: int = 16, sources: int = 12, proxy_noise: float = 1.0) -> pd.DataFrame:
@@ -31,10 +31,10 @@ def planted(seed: int, targets: int = 16, sources: int = 12, proxy_noise: float 
 def _reveal(table: pd.DataFrame, calls: list | None = None):
     values = dict(zip(zip(table["target"], table["source"]), table["value"]))
 
-    def reveal(target: str, source: str) -> float:
+    def reveal(pairs: list[tuple[str, str]]) -> list[float]:
         if calls is not None:
-            calls.append((target, source))
-        return values[target, source]
+            calls.extend(pairs)
+        return [values[pair] for pair in pairs]
 
     return reveal
 
@@ -104,6 +104,34 @@ def test_a_larger_budget_reuses_the_pairs_already_run():
         run_policy(table, _reveal(table), 0.25, known={("T0", "nope"): 1.0})
 
 
+def test_the_policy_reveals_a_batch_per_phase_and_round():
+    """The live sweep runs each batch at once: the proxies' picks (every target's top source), then one batch per
+    round, which the model spreads over targets rather than piling onto one."""
+    table = planted(7)
+    batches: list = []
+    reveal = _reveal(table)
+    result = run_policy(table, lambda pairs: batches.append(list(pairs)) or reveal(pairs), 0.25, seed=0, rounds=4)
+    assert [len(b) for b in batches][:1] == [16] and len({t for t, _ in batches[0]}) == 16
+    assert len(batches) == 1 + 4 and sum(map(len, batches)) == len(result.order) == budget_pairs(len(table), 0.25)
+    assert all(len({t for t, _ in b}) > 1 for b in batches[1:])
+    assert [p for b in batches for p in b] == list(zip(result.order["target"], result.order["source"]))
+
+
+def test_predict_matrix_fits_the_known_pairs_and_reveals_nothing():
+    table = planted(8)
+    result = run_policy(table, _reveal(table), 0.2, seed=0)
+    known = {(t, s): v for t, s, v in result.order[["target", "source", "value"]].itertuples(False)}
+    predicted = predict_matrix(table.drop(columns="value"), known, seed=0)
+    assert predicted["measured"].sum() == len(known)
+    assert np.allclose(predicted.loc[predicted["measured"], "mean"], predicted.loc[predicted["measured"], "value"])
+    # the same model as the sweep's final fit: the predictions agree up to the bootstrap's draws
+    same = predicted.merge(result.predicted, on=["target", "source"])
+    assert np.corrcoef(same["mean_x"], same["mean_y"])[0, 1] > 0.95
+    # known pairs that already fill a smaller budget: nothing more is revealed
+    again = run_policy(table, lambda pairs: pytest.fail(f"revealed {pairs}") if pairs else [], 0.1, known=known)
+    assert (again.order["phase"] == "known").all() and len(again.order) == len(known)
+
+
 def test_baselines_spend_the_same_budget():
     table = planted(2)
     n = budget_pairs(len(table), 0.3)
@@ -129,7 +157,8 @@ def test_budgeted_intervals_cover_most_unrun_values():
 def test_a_failed_run_counts_against_the_budget_and_is_not_fitted():
     table = planted(3)
     reveal = _reveal(table)
-    result = run_policy(table, lambda t, s: np.nan if s == "S0" else reveal(t, s), 0.2, seed=0)
+    result = run_policy(table, lambda pairs: [np.nan if s == "S0" else v for (_, s), v in zip(pairs, reveal(pairs))],
+                        0.2, seed=0)  # fmt: skip
     assert len(result.order) == budget_pairs(len(table), 0.2)
     assert np.isfinite(result.predicted["mean"]).all()
 
