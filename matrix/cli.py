@@ -102,8 +102,9 @@ def main() -> None:
                    "give the variance components (default: this study's finished runs, else assumed ones)")
 @click.option("--sims", default=200, show_default=True, type=click.IntRange(min=20),
               help="With --power: simulated studies per factor")
+@budget_opt
 def plan(study_file: str, tracking_uri: str | None, show_jobs: bool, power_effect: str | None,
-         pilot_file: str | None, sims: int) -> None:  # fmt: skip
+         pilot_file: str | None, sims: int, budget: float | None) -> None:  # fmt: skip
     """Print the jobs a study consists of, per kind, target size and seed, with a cost estimate.
 
     The hours per job come from the study's finished runs (mean duration per
@@ -127,7 +128,16 @@ def plan(study_file: str, tracking_uri: str | None, show_jobs: bool, power_effec
         _fail("--pilot: only with --power EFFECT (the pilot's runs give the variance components of the power "
               "simulation)")  # fmt: skip
     study = _study(study_file, need_data=True)
-    jobs = _plan_jobs(study, study_file)
+    jobs = _plan_jobs(_with_proxies(study) if budget is not None else study, study_file)
+    counts = count_by_kind(jobs)
+    planned = counts.get("transfer", 0)
+    if budget is not None and planned:  # what `tmx run --budget` pays for
+        from analysis.policy import budget_pairs
+
+        try:
+            counts["transfer"] = budget_pairs(counts["transfer"], budget)
+        except ValueError as e:
+            _fail(f"--budget {budget:g}: {study_file}: {str(e).removeprefix('budget: ')}")
     spread = None
     if effect is not None:  # the random effects' spread: the pilot's, else this study's finished runs', else assumed
         from analysis.power import ASSUMED, MIN_PILOT, components_from_runs
@@ -161,9 +171,10 @@ def plan(study_file: str, tracking_uri: str | None, show_jobs: bool, power_effec
         for run in Tracker(_tracking_uri(study, tracking_uri), study.name, create=False).runs("FINISHED"):
             if "duration_s" in run.data.metrics:
                 measured.setdefault(run.data.tags.get("kind", ""), []).append(run.data.metrics["duration_s"] / 3600)
-    click.echo(f"study {study.name}: {len(jobs)} jobs")
+    swept = f" (a budgeted sweep: {counts.get('transfer', 0)} of the {planned} planned transfers)" if budget else ""
+    click.echo(f"study {study.name}: {sum(counts.values())} jobs{swept}")
     total = 0.0
-    for kind, n in count_by_kind(jobs).items():
+    for kind, n in counts.items():
         if measured.get(kind):
             per, source = sum(measured[kind]) / len(measured[kind]), f"mean of {len(measured[kind])} finished runs"
         elif kind in study.estimates:
@@ -177,7 +188,7 @@ def plan(study_file: str, tracking_uri: str | None, show_jobs: bool, power_effec
     for size in study.target_sizes:
         for seed in study.seeds:
             n = sum(1 for j in jobs if j.kind in ("transfer", "baseline") and j.train.count == size and j.seed == seed)
-            click.echo(f"  target size {size}, seed {seed}: {n} finetunes")
+            click.echo(f"  target size {size}, seed {seed}: {n} finetunes" + (" in the full matrix" if budget else ""))
     if show_jobs:
         for job in jobs:
             click.echo(f"{job.key}  {job.name}")

@@ -83,6 +83,13 @@ def test_plan_cli_estimates_cost_from_the_study(tmp_path, monkeypatch):
     assert "baseline       4   (no estimate: add estimates.baseline" in result.output
     assert "estimated total: 5.00 device-hours" in result.output
     assert not (tmp_path / "outputs").exists()  # planning writes nothing
+    # a budgeted sweep: a proxy job per transfer (the defaults: the study names no `proxies:`), a third of them run
+    budgeted = CliRunner().invoke(main, ["plan", str(path), "--budget", "0.34"])
+    assert budgeted.exit_code == 0, budgeted.output
+    assert "s: 33 jobs (a budgeted sweep: 4 of the 12 planned transfers)" in budgeted.output  # 1 + 4 + 4 x 3 + 12 + 4
+    assert "transfer       4        1.00 h" in budgeted.output and "proxy         12" in budgeted.output
+    tiny = CliRunner().invoke(main, ["plan", str(path), "--budget", "0.05"])
+    assert tiny.exit_code == 2 and "--budget 0.05: " in tiny.output and "less than one pair" in tiny.output
 
 
 # -- multi-source sources ------------------------------------------------------------------------------
