@@ -33,7 +33,7 @@ The budgeted policy (`run_policy`):
    The uncertainty of each prediction is the spread over `bootstrap` refits on resampled measured pairs.
 3. **Optimism in each target.** Each round reveals the unrun pairs with the highest upper confidence bound
    relative to the best value measured in their target, mean + `kappa` x sd - best_t (a target with nothing
-   measured comes first). Within a round, a picked pair's predicted mean is taken as measured for its target
+   run comes first; one whose runs all failed counts its best predicted mean as best_t). Within a round, a picked pair's predicted mean is taken as measured for its target
    (the "kriging believer"), so one round spreads over targets rather than piling onto one.
 
 The result's `predicted` frame gives every pair's measured value or predicted mean with a 95% interval
@@ -391,6 +391,13 @@ def run_policy(table: pd.DataFrame, reveal: Reveal, budget: float, higher_is_bet
         batch = math.ceil((n_budget - state.n_run) / left)
         mean, sd, _, _ = _fit(state.model, state.y, state.run, bootstrap, state.rng)
         best = state.best()
+        # a target whose runs all failed (no value): as if its best were the model's best guess, so it is not
+        # first in line again and again (a target nothing was run on is)
+        failed = np.isneginf(best) & (np.bincount(state.ti[state.run], minlength=len(best)) > 0)
+        if failed.any():
+            guess = np.full(len(best), -np.inf)
+            np.maximum.at(guess, state.ti, mean)
+            best[failed] = guess[failed]
         picks: list[int] = []
         taken = state.run.copy()
         for _ in range(batch):

@@ -161,6 +161,11 @@ def test_a_failed_run_counts_against_the_budget_and_is_not_fitted():
                         0.2, seed=0)  # fmt: skip
     assert len(result.order) == budget_pairs(len(table), 0.2)
     assert np.isfinite(result.predicted["mean"]).all()
+    # a target whose every run fails (its baseline failed: no value can be measured) is not tried over and over
+    down = run_policy(table, lambda pairs: [np.nan if t == "T0" else v for (t, _), v in zip(pairs, reveal(pairs))],
+                      0.25, seed=0)  # fmt: skip
+    spent = down.order.groupby("target").size()
+    assert spent["T0"] <= 3 and spent.drop("T0").min() >= 1, spent.to_dict()
 
 
 def test_check_table_names_the_field():
