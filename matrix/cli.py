@@ -394,16 +394,18 @@ def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
     from matrix.tracking import Tracker
 
     study = _study(study_file)
-    jobs = _plan_jobs(study, study_file)
     uri = _tracking_uri(study, tracking_uri)
-    runs = []
+    runs, budget = [], None
     if tracking_uri is not None or (study.out / "mlflow.db").exists():
         tracker = Tracker(uri, study.name, create=False)
         runs = [(r.data.tags.get("job_key", ""), r.info.status, r.data.tags.get("error"), r.info.start_time or 0)
                 for r in tracker.runs(status=None) if r.data.tags.get("kind") != "study"]  # fmt: skip
+        budget = tracker.study_tags().get("budget")  # `tmx run --budget` ran it
+    jobs = _plan_jobs(_with_proxies(study) if budget else study, study_file)
     rows, failed = study_status(jobs, runs)
     if as_json:
-        click.echo(json.dumps({"study": study.name, "tracking_uri": uri, "kinds": rows, "failed": failed}, indent=1))
+        click.echo(json.dumps({"study": study.name, "tracking_uri": uri, "budget": float(budget) if budget else None,
+                               "kinds": rows, "failed": failed}, indent=1))  # fmt: skip
         return
     table = Table(title=f"study {study.name} ({uri})")
     for col in ("kind", *FIELDS):
@@ -412,6 +414,12 @@ def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
         table.add_row(*(str(row[c]) for c in ("kind", *FIELDS)))
     console = Console()
     console.print(table)
+    if budget:
+        from analysis.policy import budget_pairs
+
+        planned = sum(1 for j in jobs if j.kind == "transfer")
+        console.print(f"a budgeted sweep (tmx run --budget {budget}): {budget_pairs(planned, float(budget))} of the "
+                      f"{planned} planned transfers are run; tmx report predicts the others", highlight=False)  # fmt: skip
     for f in failed:
         if f["state"] == "failed":
             console.print(f"failed: {f['name']} ({f['job_key']}): {f['error']}", highlight=False)

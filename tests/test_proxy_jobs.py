@@ -81,6 +81,8 @@ def test_proxy_jobs_score_every_transfer(tmp_path):
     assert "Budget 0.6: 4 of 7 transfers measured (2 already, 0 chosen by the proxies, 2 by the model)" in more.stdout
     assert "finished 2 transfer" in more.stdout
     assert set(_replayed_by_the_policy(uri, 0.6, known=measured)) > set(measured)
+    swept = json.loads(run_tmx("status", "prox.yaml", "--json", cwd=tmp_path).stdout)
+    assert swept["budget"] == 0.6 and {row["kind"]: row["done"] for row in swept["kinds"]}["transfer"] == 4
 
     done = run_tmx("run", "prox.yaml", "--max-parallel", "2", cwd=tmp_path)  # the full matrix: the other 3
     assert done.returncode == 0, done.stderr[-3000:]
@@ -129,3 +131,4 @@ def test_proxy_jobs_score_every_transfer(tmp_path):
     status = run_tmx("status", "prox.yaml", "--json", cwd=tmp_path)
     kinds = {row["kind"]: row for row in json.loads(status.stdout)["kinds"]}
     assert kinds["proxy"]["planned"] == 7 and kinds["proxy"]["done"] == 7
+    assert json.loads(status.stdout)["budget"] is None  # the full run planned every transfer
