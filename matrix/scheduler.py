@@ -239,12 +239,13 @@ class _OnRay:
             ready, rest = ray.wait(list(pending), num_returns=1, timeout=1.0)
             if ready and rest:  # and whatever else has ended meanwhile, without waiting
                 ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
-            if self.starts.qsize():
+            if self.starts.qsize():  # (a message that comes after its job ended opens no run)
                 for key, started in self.starts.get_nowait_batch(self.starts.qsize()):
                     if key in by_key:
-                        ledger.started(by_key[key], started)
+                        ledger.started(by_key.pop(key), started)
             for ref in ready:
                 job, submitted = pending.pop(ref)
+                by_key.pop(job.key, None)
                 try:
                     result = ray.get(ref)
                 except Exception as e:  # the job raised, or its upstream did (then Ray never ran it)
