@@ -79,7 +79,7 @@ def run_proxy(checkpoint: bytes, task: str, target: InMemory, source: InMemory) 
     encoder = load_encoder(io.BytesIO(checkpoint))
     feats = proxy_features(encoder, target, task, max_samples=PROXY.samples, seed=0)
     t1 = time.perf_counter()
-    scores = [fn(feats.f, y, regression=regression) for y, regression in feats.targets().values()
+    scores = [fn(f, y, regression=regression) for f, y, regression in feats.targets().values()
               for fn in PROXIES.values()]  # fmt: skip
     t2 = time.perf_counter()
     similarity = domain_similarity(pooled_features(encoder, source, max_images=PROXY.images, seed=0), feats.pooled)

@@ -108,7 +108,7 @@ def reference(job: Job, store: Storage) -> JobResult:
 def proxy(job: Job, upstream: JobResult | None, store: Storage) -> JobResult:
     """The transferability proxies of `upstream`'s (a source's) frozen backbone on the job's training subset
     (tasks/features.py samples the features, analysis/proxies.py scores them): metrics `logme` (the primary one),
-    `gbc`, `hscore`, `hscore_shrunk`, for detection also `box_...` (against normalised boxes), and
+    `gbc`, `hscore`, `hscore_shrunk`, for detection also `box_...` (its objects against their normalised boxes), and
     `domain_similarity` between `images` of the source's training images (the job's `eval`) and the target's
     subset; `features`: how many feature vectors were scored."""
     from analysis.proxies import PROXIES, domain_similarity
@@ -125,9 +125,9 @@ def proxy(job: Job, upstream: JobResult | None, store: Storage) -> JobResult:
         feats = proxy_features(encoder, target, job.task, max_samples=job.schedule["samples"], seed=job.seed,
                                workers=job.loader_workers)  # fmt: skip
     metrics = {}
-    for name, (y, regression) in feats.targets().items():
+    for name, (f, y, regression) in feats.targets().items():
         prefix = "" if name == next(iter(feats.targets())) else f"{name}_"
-        metrics |= {f"{prefix}{proxy}": float(fn(feats.f, y, regression=regression)) for proxy, fn in PROXIES.items()}
+        metrics |= {f"{prefix}{proxy}": float(fn(f, y, regression=regression)) for proxy, fn in PROXIES.items()}
     seen = pooled_features(encoder, source, max_images=job.schedule["images"], seed=job.seed, workers=job.loader_workers)
     metrics["domain_similarity"] = float(domain_similarity(seen, feats.pooled))
     metrics["features"] = float(len(feats.f))

@@ -19,6 +19,8 @@ from domains import MIXED
 from matrix.spec import CatalogDatasetSpec, DatasetSpec, JobKind, Study
 
 PROTOCOL = 3  # bump when the meaning of a job changes, so old results are not reused
+PROXY_FEATURES = 2  # part of a proxy job's key: bump when what tasks/features.py samples changes (2: detection's
+# background boxes), so old proxy runs are not reused and no other job's key changes
 Kind = JobKind  # what a job does (the study file names them too: estimates, resources)
 KINDS: tuple[Kind, ...] = get_args(Kind)  # in the order jobs run and are listed
 
@@ -257,8 +259,9 @@ def plan(study: Study) -> list[Job]:
                     jobs.append(Job(kind="transfer", upstream=src.key, source=src.source, **target))
                     if study.proxies is not None:  # the source's frozen backbone scored on the same subset; it
                         # compares the target's images with the source's own training images (its `eval`)
+                        scoring = study.proxies.model_dump() | {"features": PROXY_FEATURES}
                         jobs.append(Job(kind="proxy", upstream=src.key, source=src.source,
-                                        **(target | {"eval": src.train, "schedule": study.proxies.model_dump()})))  # fmt: skip
+                                        **(target | {"eval": src.train, "schedule": scoring})))  # fmt: skip
     return [replace(job, loader_workers=study.loader_workers(job.kind)) for job in jobs]
 
 

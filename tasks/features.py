@@ -3,8 +3,8 @@
     enc = load_encoder("source.pt")                        # the source's backbone + neck, never its head
     feats = proxy_features(enc, target_train, "segmentation", max_samples=4096, seed=0)
     feats.f, feats.y, feats.regression                     # [M, D] float32; [M] int64 or float32; bool
-    for name, (y, regression) in feats.targets().items():  # detection also scores normalised boxes ("box")
-        logme(feats.f, y, regression=regression)           # analysis.proxies
+    for name, (f, y, regression) in feats.targets().items():  # detection also scores its objects' boxes ("box")
+        logme(f, y, regression=regression)                 # analysis.proxies
     domain_similarity(pooled_features(enc, source_train, max_images=256), feats.pooled)
 
 Only the backbone and the FPN neck run (a `TaskModel` or an `Encoder`), so a source of any task type scores a
@@ -16,11 +16,15 @@ target of any task type. Per target task type, one row of `f` per sampled elemen
   with every coarser level, so one 64-d vector per pixel carries all scales at the head's own resolution.
 - depth: a valid pixel (depth > 0), uniformly sampled (at most max_samples), from the same level; y = log depth
   in metres (float, regression), the scale on which depth errors are relative.
-- detection: a ground-truth box (degenerate ones skipped), class-balanced like segmentation; its features are
+- detection: a ground-truth box (degenerate ones skipped), y = class id + 1, and background boxes, y = 0: per
+  ground-truth box `BACKGROUND_BOXES` boxes of its size placed uniformly at random in its image (a generator
+  seeded by (seed, sample index)), kept where they overlap every ground-truth box of the image by an IoU below
+  `BACKGROUND_IOU` (a detector's classifier tells objects from background too, and a target with one object
+  class still has two classes to score). Class-balanced like segmentation; a box's features are
   `MultiScaleRoIAlign` 7x7 (sampling ratio 2) from the FPN level FPN's rule assigns to its size (Lin et al.,
   Eq. 1: k = floor(4 + log2(sqrt(wh) / 224)), clamped to the levels; torchvision's rule, the one this project's
-  Faster R-CNN and Keypoint R-CNN heads pool with), averaged over the 7x7 cells to one vector. y = class id;
-  `box` holds the box's normalised coordinates (x1/W, y1/H, x2/W, y2/H) as a second, regression target.
+  Faster R-CNN and Keypoint R-CNN heads pool with), averaged over the 7x7 cells to one vector. `box` holds each
+  box's normalised coordinates (x1/W, y1/H, x2/W, y2/H): the objects' boxes are a second, regression target.
 - keypoints: a labelled keypoint (visibility > 0: the points COCO's OKS scores and the keypoint head trains on)
   of an object of the schema's category, y = keypoint index + 1; and background points, y = 0: pixel centres
   farther than `BACKGROUND_RADIUS` strides of the sampled level from every labelled keypoint of their image.
@@ -54,6 +58,8 @@ from tasks.model import MEAN, STD
 
 TASK_TYPES = ("segmentation", "depth", "detection", "keypoints")
 BACKGROUND_RADIUS = 2.0  # keypoints: background points lie farther than this many strides from every keypoint
+BACKGROUND_BOXES = 2  # detection: background boxes drawn per ground-truth box (of its size)
+BACKGROUND_IOU = 0.3  # detection: a background box overlaps every ground-truth box by less than this IoU
 ROI_SIZE, ROI_SAMPLING = 7, 2  # detection: the RoIAlign grid of the project's Faster R-CNN box head
 
 
@@ -77,12 +83,14 @@ class Features:
     pooled: np.ndarray
     box: np.ndarray | None = None
 
-    def targets(self) -> dict[str, tuple[np.ndarray, bool]]:
-        """{name: (y, regression)}: what a proxy scores `f` against; detection adds its boxes as "box"."""
+    def targets(self) -> dict[str, tuple[np.ndarray, np.ndarray, bool]]:
+        """{name: (f, y, regression)}: features and what a proxy scores them against; detection adds its objects'
+        rows (not the background's) against their normalised boxes as "box"."""
         name = {"segmentation": "class", "depth": "log_depth", "detection": "class", "keypoints": "keypoint"}
-        out = {name[self.task]: (self.y, self.regression)}
+        out = {name[self.task]: (self.f, self.y, self.regression)}
         if self.box is not None:
-            out["box"] = (self.box, True)
+            objects = self.y > 0
+            out["box"] = (self.f[objects], self.box[objects], True)
         return out
 
 
@@ -202,8 +210,18 @@ def _detection(batch: Batch, b: int, ctx: dict[str, Any]) -> _Candidates:
     labels = batch["labels"][b].numpy().astype(np.int64)
     keep = np.flatnonzero((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
     boxes, labels = boxes[keep], labels[keep]
-    centres = np.stack([boxes[:, [0, 2]].mean(1), boxes[:, [1, 3]].mean(1)], axis=1).astype(np.float32)
-    return _Candidates(labels, centres, labels, boxes)
+    sizes = np.repeat(boxes[:, 2:] - boxes[:, :2], BACKGROUND_BOXES, axis=0)  # [N * BACKGROUND_BOXES, 2]
+    corner = np.random.default_rng([ctx["seed"], ctx["index"], 1]).random(sizes.shape) * (np.array([w, h]) - sizes)
+    background = np.concatenate([corner, corner + sizes], axis=1).astype(np.float32)
+    if len(boxes):
+        from torchvision.ops import box_iou
+
+        overlap = box_iou(torch.from_numpy(background), torch.from_numpy(boxes)).max(dim=1).values.numpy()
+        background = background[overlap < BACKGROUND_IOU]
+    every = np.concatenate([boxes, background]).astype(np.float32)
+    cls = np.concatenate([labels + 1, np.zeros(len(background), np.int64)])
+    centres = np.stack([every[:, [0, 2]].mean(1), every[:, [1, 3]].mean(1)], axis=1).astype(np.float32)
+    return _Candidates(cls, centres, cls, every)
 
 
 def _keypoints(batch: Batch, b: int, ctx: dict[str, Any]) -> _Candidates:
@@ -291,7 +309,7 @@ def _classes(task: str, info: Any, name: str) -> tuple[int, dict[str, Any]]:
     if task == "detection":
         if not info.things:
             raise ValueError(f"dataset {name!r} has no object classes (things); expected a detection dataset")
-        return len(info.things), {}
+        return len(info.things) + 1, {}  # and the background
     from tasks.keypoints import keypoint_category
 
     category = keypoint_category(info)  # a ValueError naming the dataset when it has no keypoint schema
@@ -378,7 +396,7 @@ def proxy_features(model: nn.Module, data: torch.utils.data.Dataset, task: str, 
                 pooled.append(_pooled(levels))
                 chosen, keys = [], []  # per image: the candidates that may still enter the sample, their keys
                 for b in range(n):
-                    cand = candidates(batch, b, dict(ctx, stride=strides[0]))
+                    cand = candidates(batch, b, dict(ctx, stride=strides[0], seed=seed, index=start + b))
                     key = np.random.default_rng([seed, start + b]).random(len(cand.cls))  # [n_cand] uniform
                     keep = sampler.worth(cand.cls, key)
                     chosen.append(cand.take(keep))

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
+from torchvision.ops import box_iou, roi_align
 
 from analysis.proxies import PROXIES, domain_similarity, logme
 from domains import DatasetInfo, SyntheticDataset
 from tasks import get_task
 from tasks.base import EmptySplitError
 from tasks.data import InMemory
-from tasks.features import BACKGROUND_RADIUS, Encoder, load_encoder, pooled_features, proxy_features
+from tasks.features import (BACKGROUND_BOXES, BACKGROUND_IOU, BACKGROUND_RADIUS, Encoder, load_encoder, pooled_features,
+                            proxy_features)  # fmt: skip
 from tasks.model import MEAN, STD, build_model
 from tasks.train import Schedule, train
 from tasks.transfer import save_checkpoint
@@ -111,21 +112,43 @@ def test_depth_rows_are_valid_pixels_against_their_log_depth(scenes):
 
 def test_detection_rows_pool_each_box_from_the_fpn_level_of_its_size():
     """A 128 px image with a box of 120 px (FPN's rule: level floor(4 + log2(120/224)) = 3, stride 8, key "1")
-    and one of 16 px (level 0 -> clamped to 2, stride 4, key "0"); RoIAlign on those levels, averaged."""
+    and one of 16 px (level 0 -> clamped to 2, stride 4, key "0"); RoIAlign on those levels, averaged. Background
+    boxes: each object's size, overlapping no object by an IoU of 0.3 or more (none fits beside the 120 px one)."""
     base = SyntheticDataset("t", "driving", "train", 1, 128)
     boxes = torch.tensor([[4.0, 4.0, 124.0, 124.0], [30.0, 40.0, 46.0, 56.0], [10.0, 10.0, 10.0, 20.0]])  # last: empty
     data = InMemory([dict(base[0], boxes=boxes, labels=torch.tensor([0, 1, 1]))] * 2, base.info)
     model = build_model(BACKBONE, "detection", base.info, seed=0).eval()
     feats = proxy_features(model, data, "detection", max_samples=100, seed=0)
-    assert feats.f.shape == (4, 64) and feats.y.tolist() == [0, 0, 1, 1] and feats.targets().keys() == {"class", "box"}
+    objects = feats.y > 0
+    assert feats.f.shape[1] == 64 and (feats.y[objects] - 1).tolist() == [0, 0, 1, 1]
+    assert 1 <= (~objects).sum() <= 2 * 2 * BACKGROUND_BOXES  # two images, two per 16 px object at most
+    assert feats.targets().keys() == {"class", "box"} and len(feats.targets()["box"][1]) == 4  # the objects' boxes
     with torch.no_grad():
         levels = model.features((data[0]["image"][None] - MEAN) / STD)
-    want = {0: roi_align(levels["1"], [boxes[:1]], 7, spatial_scale=1 / 8, sampling_ratio=2),
-            1: roi_align(levels["0"], [boxes[1:2]], 7, spatial_scale=1 / 4, sampling_ratio=2)}  # [1, 64, 7, 7]
-    for i, cls in enumerate(feats.y):
-        np.testing.assert_allclose(feats.f[i], want[cls].mean(dim=(-2, -1))[0].numpy(), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(feats.box[i], boxes[cls].numpy() / 128)
-        np.testing.assert_allclose(feats.xy[i], (boxes[cls, :2] + boxes[cls, 2:]).numpy() / 2)  # the centre
+    pixels = feats.box * 128
+    assert (box_iou(torch.from_numpy(pixels[~objects]), boxes[:2]).max(dim=1).values < BACKGROUND_IOU).all()
+    np.testing.assert_allclose(pixels[~objects, 2:] - pixels[~objects, :2], 16.0, rtol=1e-5)  # the small one's size
+    for i in range(len(feats.y)):
+        big = pixels[i, 2] - pixels[i, 0] > 100
+        level, stride = ("1", 8) if big else ("0", 4)
+        want = roi_align(levels[level], [torch.from_numpy(pixels[i : i + 1])], 7, spatial_scale=1 / stride,
+                         sampling_ratio=2).mean(dim=(-2, -1))[0]  # fmt: skip
+        np.testing.assert_allclose(feats.f[i], want.numpy(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(feats.xy[i], (pixels[i, :2] + pixels[i, 2:]) / 2, rtol=1e-5)  # the centre
+    for i in np.flatnonzero(objects):
+        np.testing.assert_allclose(pixels[i], boxes[feats.y[i] - 1].numpy(), rtol=1e-5)
+
+
+def test_a_detection_target_with_one_object_class_scores_its_objects_against_the_background():
+    """Underwater scenes have one thing class (fish): objects against background boxes are still two classes, so
+    every proxy is defined (it raised 'y: expected at least 2 classes' before background boxes)."""
+    data = _data("underwater", "val", 16)
+    assert len(data.info.things) == 1
+    model = build_model(BACKBONE, "detection", data.info, seed=0)
+    feats = proxy_features(model, data, "detection", max_samples=256, seed=0)
+    assert set(np.unique(feats.y)) == {0, 1} and min(np.bincount(feats.y)) > 10
+    for name, (f, y, regression) in feats.targets().items():
+        assert all(np.isfinite(fn(f, y, regression=regression)) for fn in PROXIES.values()), name
 
 
 def test_keypoint_rows_sit_on_labelled_keypoints_and_background_rows_away_from_all_of_them(scenes):
@@ -213,9 +236,9 @@ def test_instance_features_of_a_trained_backbone_score_their_labels_above_shuffl
     data = _data("driving", "val", 48) if task == "detection" else scenes["close-up"]
     feats = proxy_features(model, data, task, max_samples=1024, seed=0)
     rng = np.random.default_rng(0)
-    for name, (y, regression) in feats.targets().items():
+    for name, (f, y, regression) in feats.targets().items():
         shuffled = y[rng.permutation(len(y))]
-        assert logme(feats.f, y, regression=regression) > logme(feats.f, shuffled, regression=regression) + 0.01, name
+        assert logme(f, y, regression=regression) > logme(f, shuffled, regression=regression) + 0.01, name
 
 
 def test_a_depth_source_scores_a_segmentation_target_through_its_checkpoint(trained, scenes, tmp_path):
