@@ -87,7 +87,12 @@ def analyse(runs: pd.DataFrame, expected: pd.DataFrame | None = None, n_boot: in
     `n_boot` bootstrap resamples for the per-pair intervals, `n_perm` random permutations for a factor whose
     arrangements are too many to enumerate. `budgeted`: the study ran as a budgeted sweep (`tmx run --budget`),
     so its transfers that never ran are predicted (`predicted_pairs`), not missing.
+
+    With `expected`, runs of jobs the study no longer plans are left out (`current_runs`): an earlier protocol's
+    or proxy features' runs stay in the tracking store beside their successors, under other keys.
     """
+    if expected is not None:
+        runs = current_runs(runs, expected)
     done = finished(runs)
     check = baseline_check(done)
     g = add_factors(mark_gains(transfer_gains(done), check))
@@ -111,6 +116,13 @@ def analyse(runs: pd.DataFrame, expected: pd.DataFrame | None = None, n_boot: in
                     failed.reset_index(drop=True), missing.reset_index(drop=True), check,
                     undefined_gains(done, g), variance, units_table(counted), proxies, quality,
                     predicted_pairs(done, g, seed) if budgeted else pd.DataFrame(), budgeted)  # fmt: skip
+
+
+def current_runs(runs: pd.DataFrame, expected: pd.DataFrame) -> pd.DataFrame:
+    """The runs of planned jobs (`expected`: kind, job_key), and every run of a kind the plan has none of (a
+    budgeted sweep's proxy runs in a study since run in full, without `proxies:`)."""
+    keep = runs["job_key"].isin(set(expected["job_key"])) | ~runs["kind"].isin(set(expected["kind"]))
+    return runs[keep]
 
 
 def predicted_pairs(done: pd.DataFrame, gains: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

@@ -125,6 +125,7 @@ def main() -> None:
           f"job's end; {busy:.0f} job-seconds in all")  # fmt: skip
 
     runs = load_runs(uri, study.name)
+    runs = runs[runs["job_key"].isin({j.key for j in jobs})]  # not an earlier protocol's or proxy features' runs
     done = finished(runs)
     check = baseline_check(done)
     gains = mark_gains(transfer_gains(done), check)

@@ -371,3 +371,13 @@ def test_missing_baselines_are_listed_and_the_rest_analysed(tmp_path):
     assert len(base) == 11 * 2 and "und0/segmentation" not in set(base["target_dataset"] + "/" + base["target_task"])
     assert _none(report[LEFT_OUT])
     assert len(pd.read_csv(paths["csv"])) == len(kept_tr)
+
+
+def test_runs_of_jobs_the_study_no_longer_plans_are_left_out_of_the_report():
+    """An earlier protocol's (or proxy features') runs stay in the store beside their successors under other keys:
+    only planned keys count, and every run of a kind the plan has none of (a budgeted sweep's proxies)."""
+    from analysis.report import current_runs
+
+    runs = pd.DataFrame({"job_key": ["old", "new", "p1", "t1"], "kind": ["baseline", "baseline", "proxy", "transfer"]})
+    expected = pd.DataFrame({"job_key": ["new", "t1"], "kind": ["baseline", "transfer"]})
+    assert current_runs(runs, expected)["job_key"].tolist() == ["new", "p1", "t1"]
