@@ -12,7 +12,8 @@
 transferability score of the source on the target, higher = expected to transfer better), and optionally the
 metadata `same_domain`, `same_task` (booleans) and `source_size` (positive number). `reveal(pairs)` returns the
 measured values of a batch of (target, source) pairs (the live sweep, matrix/budget.py, finetunes them at once on
-the cluster; a replay reads them from a complete table with a `value` column). `budget` is the fraction of the table's pairs that may be revealed: floor(budget x pairs).
+the cluster; a replay reads them from a complete table with a `value` column). `budget` is the fraction of the
+table's pairs that may be revealed: floor(budget x pairs).
 Everything here is a pure function of its arguments and `seed` (a numpy Generator per call).
 
 The budgeted policy (`run_policy`):
@@ -33,8 +34,9 @@ The budgeted policy (`run_policy`):
    The uncertainty of each prediction is the spread over `bootstrap` refits on resampled measured pairs.
 3. **Optimism in each target.** Each round reveals the unrun pairs with the highest upper confidence bound
    relative to the best value measured in their target, mean + `kappa` x sd - best_t (a target with nothing
-   run comes first; one whose runs all failed counts its best predicted mean as best_t). Within a round, a picked pair's predicted mean is taken as measured for its target
-   (the "kriging believer"), so one round spreads over targets rather than piling onto one.
+   run comes first; one whose runs all failed counts its best predicted mean as best_t). Within a round, a
+   picked pair's predicted mean is taken as measured for its target (the "kriging believer"), so one round
+   spreads over targets rather than piling onto one. The live sweep runs each round's pairs at once.
 
 The result's `predicted` frame gives every pair's measured value or predicted mean with a 95% interval
 (mean +- 1.96 sqrt(bootstrap variance + out-of-bag residual variance)) and `p_best`: the fraction of bootstrap

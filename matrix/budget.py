@@ -91,7 +91,8 @@ class Budgeted:
             scores = proxy.metrics if proxy is not None else {}
             rows.append({"target": target, "source": source,
                          **{f"proxy.{m}": scores.get(m, math.nan) for m in PROXY_METRICS},
-                         "same_domain": job.source.domain == job.train.domain_label, "same_task": job.source.task == job.task,
+                         "same_domain": job.source.domain == job.train.domain_label,
+                         "same_task": job.source.task == job.task,
                          "source_size": job.source.size})  # fmt: skip
         return pd.DataFrame(rows)
 

@@ -490,7 +490,8 @@ def tune(study_file: str, tracking_uri: str | None, trials: int, seed: int, addr
                   f"run in {uri}; run `tmx run {study_file}` first (or tune with init: scratch)")  # fmt: skip
     store = Storage(storage or study.out)
     best = tune_study(study, store, upstream, trials=trials, seed=seed, address=address, max_parallel=max_parallel)
-    write_tuned(Path(study_file), best)
+    write_tuned(Path(study_file), best, {task: spec.model_dump(exclude_none=True)
+                                          for task, spec in study.finetune_by_task.items()})  # fmt: skip
     for task, v in best.items():
         click.echo(f"{task}: lr {v['lr']:.3g}, weight_decay {v['weight_decay']:.3g} (mean primary score {v['score']:.4g}, "
                    f"{v['trials']} trials)")  # fmt: skip

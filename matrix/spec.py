@@ -223,10 +223,13 @@ JobKind = Literal["pretrain", "source", "transfer", "baseline", "scratch", "refe
 
 
 class TunedSpec(Strict):
-    """Finetuning values for one task type that override `finetune` (what `tmx tune` writes)."""
+    """Finetuning values for one task type that override `finetune`: `tmx tune` writes lr and weight_decay; steps
+    and batch_size are the study's own (a task type that needs a longer schedule, as keypoints do)."""
 
     lr: Annotated[float, Field(gt=0)] | None = None
     weight_decay: Annotated[float, Field(ge=0)] | None = None
+    steps: PositiveInt | None = None
+    batch_size: PositiveInt | None = None
 
 
 class PretrainSpec(Strict):

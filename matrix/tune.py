@@ -87,8 +87,12 @@ def tune_study(study: Study, store: Storage, upstream: JobResult | None, trials:
     return best
 
 
-def write_tuned(study_file: Path, best: dict[str, dict[str, Any]]) -> None:
-    """Replace (or add) the study file's top-level `finetune_by_task:` block; other lines, comments included, stay."""
+def write_tuned(study_file: Path, best: dict[str, dict[str, Any]],
+                kept: dict[str, dict[str, Any]] | None = None) -> None:  # fmt: skip
+    """Replace (or add) the study file's top-level `finetune_by_task:` block; other lines, comments included, stay.
+
+    `best`: per task type the tuned lr and weight_decay; `kept`: per task type the block's other values (steps,
+    batch_size: `TunedSpec.model_dump(exclude_none=True)`), which stay beside them, for other task types too."""
     lines = study_file.read_text().splitlines()
     out, skipping = [], False
     for line in lines:
@@ -101,8 +105,11 @@ def write_tuned(study_file: Path, best: dict[str, dict[str, Any]]) -> None:
             continue
         skipping = False
         out.append(line)
-    block = {task: {"lr": float(f"{v['lr']:.3g}"), "weight_decay": float(f"{v['weight_decay']:.3g}")}
-             for task, v in sorted(best.items())}  # fmt: skip
+    block = {task: dict(values) for task, values in (kept or {}).items()}
+    for task, v in best.items():
+        tuned = {"lr": float(f"{v['lr']:.3g}"), "weight_decay": float(f"{v['weight_decay']:.3g}")}
+        block[task] = block.get(task, {}) | tuned
+    block = dict(sorted(block.items()))
     out.append(f"# written by `tmx tune` ({next(iter(best.values()))['trials']} trials per task type, ASHA)")
     out.append(yaml.safe_dump({"finetune_by_task": block}, sort_keys=True, default_flow_style=None).rstrip())
     study_file.write_text("\n".join(out) + "\n")

@@ -67,7 +67,8 @@ def test_proxy_jobs_score_every_transfer(tmp_path):
     assert "7 proxy" in first.stdout and "2 transfer" in first.stdout  # finished, per kind
     assert "Budget 0.3: 2 of 7 transfers measured (0 already, 2 chosen by the proxies, 0 by the model)" in first.stdout
     measured = _replayed_by_the_policy(uri, 0.3, known=[])
-    assert len(measured) == 2 and {t for t, _ in measured} == {"town/segmentation n=16 seed=0", "road/segmentation n=16 seed=0"}
+    assert len(measured) == 2 and {t for t, _ in measured} == {"town/segmentation n=16 seed=0",
+                                                                "road/segmentation n=16 seed=0"}  # fmt: skip
     report = run_tmx("report", "prox.yaml", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-2000:]
     assert "0 missing jobs" in report.stdout and "2 of 7 transfers measured and 5 predicted" in report.stdout

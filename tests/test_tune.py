@@ -53,3 +53,22 @@ def test_tune_with_a_generic_init_needs_the_pretrain_first(tmp_path):
     result = run_tmx("tune", "g.yaml", cwd=tmp_path)
     assert result.returncode == 2
     assert "g.yaml: init: 'generic'" in result.stderr and "run `tmx run g.yaml` first" in result.stderr
+
+
+def test_a_task_types_own_schedule_steps_are_planned_and_survive_tune_writing_its_block(tmp_path):
+    """`finetune_by_task: {keypoints: {steps: ...}}` gives that task type's finetuning its own length (keypoints need
+    longer than the rest); `tmx tune`'s block rewrite keeps it beside the tuned lr and weight decay."""
+    from matrix.tune import write_tuned
+
+    study_file = tmp_path / "tuned.yaml"
+    study_file.write_text(STUDY.replace("tasks: [segmentation]", "tasks: [segmentation, depth]")
+                          .replace("segmentation: {lr: 0.5}", "segmentation: {lr: 0.5}\n  depth: {steps: 9}"))
+    study = load_study(study_file)
+    steps = {(j.kind, j.task): j.schedule["steps"] for j in plan(study) if j.kind in ("baseline", "transfer")}
+    assert steps == {("baseline", "segmentation"): 4, ("transfer", "segmentation"): 4,
+                     ("baseline", "depth"): 9, ("transfer", "depth"): 9}  # fmt: skip
+    kept = {task: spec.model_dump(exclude_none=True) for task, spec in study.finetune_by_task.items()}
+    write_tuned(study_file, {"segmentation": {"lr": 0.01, "weight_decay": 0.001, "trials": 3}}, kept)
+    tuned = load_study(study_file).finetune_by_task
+    assert tuned["depth"].steps == 9 and tuned["segmentation"].lr == 0.01 and tuned["segmentation"].steps is None
+    assert "# a comment that must survive" in study_file.read_text()
