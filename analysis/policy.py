@@ -208,18 +208,25 @@ class PolicyResult:
     higher_is_better: bool = True
 
     def recommended(self, k: int = 1) -> pd.DataFrame:
-        """Per target, its k best sources by measured value or predicted mean: target, rank (1 = best), source,
-        measured, mean, lower, upper, p_best (NaN without a model). Baselines rank only what they measured."""
+        """Per target, its k best sources (`recommended`); baselines rank only what they measured."""
         if self.predicted is not None:
             frame = self.predicted
         else:
             frame = self.order.assign(measured=True, mean=self.order["value"], lower=self.order["value"],
                                       upper=self.order["value"], p_best=np.nan)  # fmt: skip
-        key = frame["mean"] if self.higher_is_better else -frame["mean"]
-        ranked = frame.assign(_key=key).sort_values(["target", "_key", "source"], ascending=[True, False, True])
-        ranked["rank"] = ranked.groupby("target").cumcount() + 1
-        cols = ["target", "rank", "source", "measured", "mean", "lower", "upper", "p_best"]
-        return ranked.loc[ranked["rank"] <= k, cols].reset_index(drop=True)
+        return recommended(frame, k, self.higher_is_better)
+
+
+def recommended(predicted: pd.DataFrame, k: int = 1, higher_is_better: bool = True,
+                keep: tuple[str, ...] = ()) -> pd.DataFrame:  # fmt: skip
+    """Per target of a `predicted` frame (PolicyResult.predicted), its k best sources by measured value or predicted
+    mean: the `keep` columns (e.g. the target's task type), target, rank (1 = best), source, measured, mean, lower,
+    upper, p_best."""
+    key = predicted["mean"] if higher_is_better else -predicted["mean"]
+    ranked = predicted.assign(_key=key).sort_values(["target", "_key", "source"], ascending=[True, False, True])
+    ranked["rank"] = ranked.groupby("target").cumcount() + 1
+    cols = [*keep, "target", "rank", "source", "measured", "mean", "lower", "upper", "p_best"]
+    return ranked.loc[ranked["rank"] <= k, cols].reset_index(drop=True)
 
 
 def _order_frame(rows: list[tuple[str, str, float, str]]) -> pd.DataFrame:

@@ -45,6 +45,7 @@ from analysis.gains import (
     undefined_gains,
 )
 from analysis.load import finished
+from analysis.policy import predict_matrix, recommended
 from analysis.proxy_quality import pairs_table, proxy_quality, proxy_table
 
 
@@ -65,7 +66,6 @@ class Analysis:
     proxies: pd.DataFrame = field(default_factory=pd.DataFrame)  # counted transfers beside their proxies
     proxy_quality: pd.DataFrame = field(default_factory=pd.DataFrame)  # per task type and proxy, over targets
     predicted: pd.DataFrame = field(default_factory=pd.DataFrame)  # a budgeted sweep's pairs: measured or predicted
-    budgeted: bool = False  # the study ran as a budgeted sweep: its unrun transfers are predicted, not missing
 
 
 def units_table(counted: pd.DataFrame) -> pd.DataFrame:
@@ -115,7 +115,7 @@ def analyse(runs: pd.DataFrame, expected: pd.DataFrame | None = None, n_boot: in
     return Analysis(runs, g, pairs, factors, model, check_findings(done, g, pairs, factors),
                     failed.reset_index(drop=True), missing.reset_index(drop=True), check,
                     undefined_gains(done, g), variance, units_table(counted), proxies, quality,
-                    predicted_pairs(done, g, seed) if budgeted else pd.DataFrame(), budgeted)  # fmt: skip
+                    predicted_pairs(done, g, seed) if budgeted else pd.DataFrame())  # fmt: skip
 
 
 def current_runs(runs: pd.DataFrame, expected: pd.DataFrame) -> pd.DataFrame:
@@ -130,8 +130,6 @@ def predicted_pairs(done: pd.DataFrame, gains: pd.DataFrame, seed: int = 0) -> p
     where the transfer finished, else the budgeted policy's model fitted on the measured ones
     (`policy.predict_matrix`): mean, 95% interval and P(best source of its target). Columns: task, target, source,
     measured, value, mean, lower, upper, p_best, included. Empty when nothing was measured."""
-    from analysis.policy import predict_matrix
-
     table = pairs_table(done, gains)
     ok = table["value"].notna()
     if table.empty or not ok.any():
@@ -153,12 +151,6 @@ def predicted_matrix(predicted: pd.DataFrame, task: str) -> pd.DataFrame:
             .rename_axis(index=None, columns=None).reset_index(names="target"))  # fmt: skip
 
 
-def recommended_sources(predicted: pd.DataFrame, k: int = 3) -> pd.DataFrame:
-    """Per target, its k best sources by measured value or predicted mean, with the interval and P(best)."""
-    ranked = predicted.sort_values(["target", "mean", "source"], ascending=[True, False, True])
-    ranked = ranked.assign(rank=ranked.groupby("target").cumcount() + 1)
-    cols = ["task", "target", "rank", "source", "measured", "mean", "lower", "upper", "p_best"]
-    return ranked.loc[ranked["rank"] <= k, cols].reset_index(drop=True)
 
 
 # -- figures ----------------------------------------------------------------------------------------
@@ -402,7 +394,7 @@ def _sections(a: Analysis, study: str) -> list[dict]:
         line = (f"{int(p['measured'].sum())} of {len(p)} transfers measured "
                 f"({p['measured'].mean():.0%}); the other {int((~p['measured']).sum())} are predicted. ")  # fmt: skip
         sections.append({"title": "Budgeted sweep: recommended sources per target", "text": line + BUDGET_TEXT,
-                         "table": recommended_sources(p)})  # fmt: skip
+                         "table": recommended(p, 3, keep=("task",))})  # fmt: skip
         for task in sorted(p["task"].unique()):
             sections.append({"title": f"Budgeted sweep: measured and predicted transfers onto {task} targets",
                              "text": MATRIX_TEXT, "table": predicted_matrix(p, task)})  # fmt: skip

@@ -56,7 +56,7 @@ class Budgeted:
     first, then, called as `run_jobs`'s steer, it runs the transfers the policy picks (module docstring).
 
     After the sweep: `result` (the policy's `PolicyResult`: `order`, phases "known", "proxy", "model", and
-    `predicted`), `known` (transfers finished before this sweep) and `planned` (every transfer)."""
+    `predicted`); `planned`: how many transfers the study plans."""
 
     def __init__(self, jobs: list[Job], budget: float, seed: int = 0) -> None:
         from analysis.policy import budget_pairs
@@ -77,7 +77,6 @@ class Budgeted:
         self.planned = len(self.transfers)
         self.allowed = budget_pairs(self.planned, budget)  # ValueError naming the budget
         self.result = None
-        self.known = 0
 
     def table(self, results: dict[str, JobResult]):
         """The policy's pairs table (module docstring) from the finished proxy jobs' results (NaN where one failed)."""
@@ -106,7 +105,6 @@ class Budgeted:
         results = run([])
         run([job for job in self.transfers if job.key in results])  # counted as done in the run's summary
         known = {pair: self.value(job, results) for pair, job in self.pairs.items() if job.key in results}
-        self.known = len(known)
 
         def reveal(pairs: list[tuple[str, str]]) -> list[float]:
             batch = [self.pairs[pair] for pair in pairs]

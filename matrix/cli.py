@@ -21,7 +21,7 @@ import click
 
 from matrix.datasets_cli import datasets
 from matrix.datasets_cli import fail as _fail
-from matrix.spec import SpecError, Study, load_study
+from matrix.spec import ProxySpec, SpecError, Study, load_study
 from matrix.system_metrics import DEFAULT_INTERVAL
 
 
@@ -46,23 +46,24 @@ def _study(path: str, need_data: bool = False) -> Study:
     return study
 
 
-def _plan_jobs(study: Study, path: str) -> list:
-    """The study's jobs; a catalog dataset whose size cannot be known (no data, no size given) exits 2."""
+def _plan_jobs(study: Study, path: str, budgeted: bool = False) -> list:
+    """The study's jobs; a catalog dataset whose size cannot be known (no data, no size given) exits 2.
+
+    `budgeted`: as a budgeted sweep plans them, with a proxy job per transfer (the defaults if the study names no
+    `proxies:`): the sweep ranks sources by them."""
     from matrix.plan import plan as make_plan
 
+    if budgeted and study.proxies is None:
+        study = study.model_copy(update={"proxies": ProxySpec()})
     try:
         return make_plan(study)
     except SpecError as e:
         _fail(f"{path}: {e}")
 
 
-def _with_proxies(study: Study) -> Study:
-    """`study` with its `proxies:`, or the defaults if it names none: a budgeted sweep ranks sources by them."""
-    if study.proxies is not None:
-        return study
-    from matrix.spec import ProxySpec
-
-    return study.model_copy(update={"proxies": ProxySpec()})
+def _budget_failed(budget: float, path: str, error: ValueError):
+    """Exit 2: `--budget` does not fit the study (less than one transfer, no transfer at all, ...)."""
+    _fail(f"--budget {budget:g}: {path}: {str(error).removeprefix('budget: ')}")
 
 
 def _tracking_uri(study: Study, uri: str | None) -> str:
@@ -128,7 +129,7 @@ def plan(study_file: str, tracking_uri: str | None, show_jobs: bool, power_effec
         _fail("--pilot: only with --power EFFECT (the pilot's runs give the variance components of the power "
               "simulation)")  # fmt: skip
     study = _study(study_file, need_data=True)
-    jobs = _plan_jobs(_with_proxies(study) if budget is not None else study, study_file)
+    jobs = _plan_jobs(study, study_file, budgeted=budget is not None)
     counts = count_by_kind(jobs)
     planned = counts.get("transfer", 0)
     if budget is not None and planned:  # what `tmx run --budget` pays for
@@ -137,7 +138,7 @@ def plan(study_file: str, tracking_uri: str | None, show_jobs: bool, power_effec
         try:
             counts["transfer"] = budget_pairs(counts["transfer"], budget)
         except ValueError as e:
-            _fail(f"--budget {budget:g}: {study_file}: {str(e).removeprefix('budget: ')}")
+            _budget_failed(budget, study_file, e)
     spread = None
     if effect is not None:  # the random effects' spread: the pilot's, else this study's finished runs', else assumed
         from analysis.power import ASSUMED, MIN_PILOT, components_from_runs
@@ -238,18 +239,15 @@ def run(study_file: str, tracking_uri: str | None, address: str | None, max_para
     from matrix.tracking import Tracker
 
     study = _study(study_file, need_data=True)
+    jobs = _plan_jobs(study, study_file, budgeted=budget is not None)
     sweep = None
     if budget is not None:
-        study = _with_proxies(study)
-        jobs = _plan_jobs(study, study_file)
         from matrix.budget import Budgeted
 
         try:
             sweep = Budgeted(jobs, budget)
         except ValueError as e:
-            _fail(f"--budget {budget:g}: {study_file}: {str(e).removeprefix('budget: ')}")
-    else:
-        jobs = _plan_jobs(study, study_file)
+            _budget_failed(budget, study_file, e)
     study.out.mkdir(parents=True, exist_ok=True)
     uri = _tracking_uri(study, tracking_uri)
     local_store = uri.startswith(("sqlite:", "file:", "/"))  # a server decides where artifacts go
@@ -346,7 +344,7 @@ def report(study_file: str, tracking_uri: str | None, output: str | None, runs_f
 
         tracker = Tracker(_tracking_uri(study, tracking_uri), study.name)
     budgeted = tracker is not None and "budget" in tracker.study_tags()  # `tmx run --budget` ran it
-    planned = _plan_jobs(_with_proxies(study) if budgeted else study, study_file)
+    planned = _plan_jobs(study, study_file, budgeted)
     expected = pd.DataFrame([{"kind": j.kind, "name": j.name, "job_key": j.key} for j in planned])
     result = analyse(runs, expected, n_boot=bootstrap, budgeted=budgeted)
     paths = write_report(result, Path(output) if output else study.out, study.name)
@@ -401,7 +399,7 @@ def status(study_file: str, tracking_uri: str | None, as_json: bool) -> None:
         runs = [(r.data.tags.get("job_key", ""), r.info.status, r.data.tags.get("error"), r.info.start_time or 0)
                 for r in tracker.runs(status=None) if r.data.tags.get("kind") != "study"]  # fmt: skip
         budget = tracker.study_tags().get("budget")  # `tmx run --budget` ran it
-    jobs = _plan_jobs(_with_proxies(study) if budget else study, study_file)
+    jobs = _plan_jobs(study, study_file, budgeted=bool(budget))
     rows, failed = study_status(jobs, runs)
     if as_json:
         click.echo(json.dumps({"study": study.name, "tracking_uri": uri, "budget": float(budget) if budget else None,
